@@ -1,0 +1,26 @@
+"""splitwire's feature codec: quantization + sparse modeling + interleaved rANS, three engines, one format.
+
+    import codec_cupy as cc
+    blob = cc.encode(x, cc.CodecConfig(bits=4))
+    y = cc.decode(blob)
+    cc.inspect(blob)["plan"]
+
+The bitstream is specified in docs/FORMAT.md; ``engine="reference"`` is its executable form.
+"""
+
+from . import errors
+from .api import available_engines, decode, encode, inspect
+from .config import VALID, CodecConfig
+from .errors import (BadMagicError, ChecksumError, CodecError, ConfigError, CorruptStreamError, DecodeError,
+                     EngineUnavailableError, HeaderError, InputError, LimitExceededError, TruncatedError,
+                     UnsupportedVersionError)
+
+__version__ = "0.1.0"
+FORMAT_VERSION = 1
+
+__all__ = [
+    "CodecConfig", "VALID", "encode", "decode", "inspect", "available_engines", "errors", "FORMAT_VERSION",
+    "CodecError", "ConfigError", "InputError", "EngineUnavailableError", "DecodeError", "TruncatedError",
+    "BadMagicError", "UnsupportedVersionError", "ChecksumError", "HeaderError", "LimitExceededError",
+    "CorruptStreamError",
+]

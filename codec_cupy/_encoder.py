@@ -1,0 +1,144 @@
+"""Encoder pipeline shared by every host engine: input checks, parameters, planning, container.
+
+An engine module supplies the data-parallel steps (``minmax``, ``quantize``, ``histograms``,
+``rans_encode``); everything that decides bytes from statistics lives here or in ``_planner``, so
+engines cannot disagree on it.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from . import _container, _planner
+from ._quantizer import QuantParams, clip_range, ecsq_params, subsample_rows, uniform_params
+from .config import AUTO, CodecConfig
+from .errors import InputError
+
+PROB_BITS_FIRST = 12
+PROB_BITS_LAST = 14                   # larger tables cost more than they save here
+
+
+def as_float32(x) -> tuple[np.ndarray, np.dtype]:
+    """The input as a C-contiguous float32 array, and the dtype it came in."""
+    if not hasattr(x, "dtype") or not hasattr(x, "shape"):
+        raise InputError(f"encode expects a NumPy (or CuPy) float array, got {type(x).__name__}")
+    dtype = np.dtype(x.dtype)
+    if dtype not in _container.DTYPE_CODES:
+        raise InputError(f"encode takes float32 or float16 tensors, got {dtype}; convert with .astype(np.float32)")
+    if x.ndim > _container.MAX_NDIM:
+        raise InputError(f"encode takes at most {_container.MAX_NDIM} dimensions, got {x.ndim}; reshape first")
+    return np.asarray(x, dtype=np.float32, order="C"), dtype  # keeps 0-d arrays 0-d
+
+
+def channel_axis(cfg_axis: int | None, ndim: int) -> int | None:
+    """The channel axis the codec uses for this tensor (None: no channel axis)."""
+    if cfg_axis is None or ndim == 0:
+        return None
+    axis = cfg_axis + ndim if cfg_axis < 0 else cfg_axis
+    if cfg_axis >= ndim or axis < 0:
+        if cfg_axis == 1 and ndim == 1:
+            return None                     # the default axis on a vector: no channels
+        raise InputError(f"CodecConfig.axis={cfg_axis} is out of range for a {ndim}-d tensor")
+    return axis
+
+
+def view3(shape: tuple[int, ...], axis: int | None) -> tuple[int, int, int]:
+    if axis is None:
+        return 1, 1, math.prod(shape)
+    return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
+
+
+def choose_params(engine, xv: np.ndarray, cfg: CodecConfig) -> QuantParams:
+    lo, hi = engine.minmax(xv)                                      # also rejects NaN/Inf
+    per_channel = cfg.granularity == "channel"
+    if cfg.clip != "none":
+        lo, hi = clip_range(xv, per_channel, cfg.clip, cfg.percentile, cfg.bits)
+    elif not per_channel:
+        lo, hi = np.atleast_1d(lo.min(initial=0.0)), np.atleast_1d(hi.max(initial=0.0))
+    if cfg.quantizer == "ecsq":
+        samples = subsample_rows(xv, max(1, 65536 // max(1, xv.shape[1])))
+        return ecsq_params(samples, lo.min(initial=0.0), hi.max(initial=0.0), cfg.bits, cfg.ecsq_lambda)
+    return uniform_params(lo, hi, cfg.bits, per_channel)
+
+
+def pack_candidates(cfg: CodecConfig) -> list[int]:
+    if cfg.pack != AUTO:
+        return [cfg.pack]
+    return [k for k in (1, 2, 4, 8) if k * cfg.bits <= 8]
+
+
+def encode(engine, x, cfg: CodecConfig) -> bytes:
+    x32, dtype = as_float32(x)
+    axis = channel_axis(cfg.axis, x32.ndim)
+    outer, channels, inner = view3(x32.shape, axis)
+    xv = x32.reshape(outer, channels, inner)
+    params = choose_params(engine, xv, cfg)
+    zsym = params.zero_symbols(channels)
+    q, nonzero, absdev = engine.quantize(xv, params, cfg.bits)
+
+    length = outer * inner
+    zero = (nonzero == 0) & (length > 0) if cfg.sparse != "off" else np.zeros(channels, bool)
+    use_mask = cfg.sparse == "on" or (cfg.sparse == "auto" and bool(zero.any()))
+    if not use_mask:
+        zero = np.zeros(channels, bool)
+    coded = np.flatnonzero(~zero).astype(np.int64)
+    ncoded = int(coded.size) if length else 0
+
+    plan = _plan(engine, q, coded, ncoded, zsym, absdev, cfg)
+    k, tmap, freqs, prob_bits, nstreams, packed = plan
+    streams, nwords = engine.rans_encode(packed, tmap[coded], freqs, prob_bits, nstreams)
+    header = _container.Header(
+        dtype=dtype, bits=cfg.bits, shape=tuple(x32.shape), axis=axis,
+        scale=params.scale, zero_point=params.zero_point if params.levels is None else zsym[:1],
+        levels=params.levels, zero_mask=zero if use_mask else None, pack=k, prob_bits=prob_bits,
+        table_map=tmap.astype(np.uint8), freqs=freqs, nwords=nwords,
+        per_channel=cfg.granularity == "channel")
+    return _container.write(header, streams)
+
+
+def _plan(engine, q, coded, ncoded, zsym, absdev, cfg: CodecConfig):
+    """(pack, table map, freqs, prob_bits, streams) of the cheapest candidate (see ``_planner``)."""
+    channels = q.shape[0]
+    if ncoded == 0:                       # nothing to code: the smallest valid model
+        freqs = np.zeros((1, 1 << cfg.bits), np.int64)
+        freqs[0, 0] = 1 << _container.MIN_PROB_BITS
+        return 1, np.zeros(channels, np.int64), freqs, _container.MIN_PROB_BITS, 0, np.zeros((0, 0), np.uint8)
+    ks = pack_candidates(cfg)
+    hists = engine.histograms(q, coded, zsym, cfg.bits, ks)
+    order = _planner.channel_order(absdev, coded)
+    table_choices = [cfg.tables] if cfg.tables != AUTO else [t for t in (1, 2, 4, 8, 16) if t <= ncoded]
+    table_choices = [min(t, ncoded) for t in table_choices]
+    first_bits = cfg.prob_bits if cfg.prob_bits != AUTO else PROB_BITS_FIRST
+    log2q = _planner.LOG2Q
+    # pack: compare candidates with one table; then tables: more pay off less and less, stop at
+    # the first loss; then precision (below).
+    best = None
+    for k, (hist, _) in zip(ks, hists):
+        t = table_choices[0]
+        cost, tmap, freqs = _planner.evaluate(hist, order, ncoded, t, first_bits, log2q)
+        if best is None or cost < best[0]:
+            best = (cost, k, t, hist, tmap, freqs, first_bits)
+    for t in table_choices[1:]:
+        cost, tmap, freqs = _planner.evaluate(best[3], order, ncoded, t, first_bits, log2q)
+        if cost >= best[0]:
+            break
+        best = (cost, best[1], t, best[3], tmap, freqs, first_bits)
+    cost, k, t, hist, tmap, freqs, prob_bits = best
+    packed = hists[ks.index(k)][1]
+    if cfg.prob_bits == AUTO:             # walk the precision down, then up, while it pays
+        for direction in (-1, 1):
+            n = first_bits + direction
+            while _container.MIN_PROB_BITS <= n <= PROB_BITS_LAST:
+                c2, tm2, f2 = _planner.evaluate(hist, order, ncoded, t, n, log2q)
+                if c2 >= cost:
+                    break
+                cost, tmap, freqs, prob_bits = c2, tm2, f2, n
+                n += direction
+            if prob_bits != first_bits:
+                break
+    groups = -(-q.shape[1] // k)
+    fixed = 0 if cfg.streams == AUTO else cfg.streams
+    nstreams = _planner.choose_streams(ncoded * groups, cost, int(round(cfg.stream_overhead * 1e6)), fixed)
+    return k, tmap, freqs, prob_bits, int(nstreams), packed

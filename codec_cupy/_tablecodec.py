@@ -1,0 +1,193 @@
+"""Frequency tables and uvarint arrays in their serialized form (FORMAT.md sections 3-5).
+
+These loops run once per blob over at most 16 x 256 entries (tables) or S entries (stream
+directory); they are JIT-compiled so header handling stays cheap next to small tensors. Errors come
+back as codes (the caller raises the typed exception) because compiled code cannot build them.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ._jit import njit
+
+OK = 0
+ERR_TRUNCATED = 1
+ERR_ZEROS = 2       # Exp-Golomb code with too many leading zeros
+ERR_SUM = 3         # a table does not sum to 2**n
+ERR_PADDING = 4     # nonzero padding bits
+ERR_VARINT = 5      # uvarint too long / too large
+
+MAX_ZEROS = 24
+
+
+@njit
+def eg_length(value, order):
+    u = (value >> order) + 1
+    z = 0
+    while (u >> (z + 1)) != 0:
+        z += 1
+    return 2 * z + 1 + order
+
+
+@njit
+def order_bits(freqs_row, g):
+    """Bits of one serialized table with Exp-Golomb order g (the 4-bit order field included)."""
+    total = np.int64(4)
+    zeros = 0
+    for v in freqs_row:
+        if v == 0:
+            zeros += 1
+        else:
+            total += eg_length(np.int64(v), g)
+    return total + zeros * (1 + g)
+
+
+@njit
+def best_order(freqs_row):
+    """The Exp-Golomb order g in 0..15 that codes this table in the fewest bits.
+
+    The length is close to convex in g, so the search stops at the first increase (ties keep the
+    smaller g). Encoder policy only: any g is valid in a stream.
+    """
+    best_g, best_bits = 0, order_bits(freqs_row, 0)
+    for g in range(1, 16):
+        bits = order_bits(freqs_row, g)
+        if bits >= best_bits:
+            break
+        best_g, best_bits = g, bits
+    return best_g, best_bits
+
+
+@njit
+def _put(out, pos, acc, nacc, value, width):
+    acc |= np.uint64(value & ((1 << width) - 1)) << np.uint64(nacc)
+    nacc += width
+    while nacc >= 8:
+        out[pos] = np.uint8(acc & np.uint64(0xFF))
+        pos += 1
+        acc >>= np.uint64(8)
+        nacc -= 8
+    return pos, acc, nacc
+
+
+@njit
+def write_tables(freqs, out):
+    """Serialize tables (T, A) into ``out`` (uint8, large enough); returns the byte count."""
+    pos = 0
+    acc = np.uint64(0)
+    nacc = 0
+    for t in range(freqs.shape[0]):
+        g, _ = best_order(freqs[t])
+        pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(g), 4)
+        for a in range(freqs.shape[1]):
+            v = np.int64(freqs[t, a])
+            u = (v >> g) + 1
+            z = 0
+            while (u >> (z + 1)) != 0:
+                z += 1
+            pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(0), z)   # z zero bits
+            pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(1), 1)   # the marker bit
+            pos, acc, nacc = _put(out, pos, acc, nacc, u, z)             # low z bits of u
+            pos, acc, nacc = _put(out, pos, acc, nacc, v, g)             # low g bits of v
+    if nacc > 0:
+        out[pos] = np.uint8(acc & np.uint64(0xFF))
+        pos += 1
+    return pos
+
+
+@njit
+def read_tables(buf, pos, end, ntables, alphabet, prob_bits, freqs):
+    """Parse ``ntables`` tables into ``freqs`` (T, A). Returns (error code, position after block)."""
+    acc = np.uint64(0)
+    nacc = 0
+    total_target = np.int64(1) << prob_bits
+    for t in range(ntables):
+        # order field
+        while nacc < 4:
+            if pos >= end:
+                return ERR_TRUNCATED, pos
+            acc |= np.uint64(buf[pos]) << np.uint64(nacc)
+            pos += 1
+            nacc += 8
+        g = np.int64(acc & np.uint64(15))
+        acc >>= np.uint64(4)
+        nacc -= 4
+        total = np.int64(0)
+        for a in range(alphabet):
+            z = 0
+            while True:
+                if nacc == 0:
+                    if pos >= end:
+                        return ERR_TRUNCATED, pos
+                    acc = np.uint64(buf[pos])
+                    pos += 1
+                    nacc = 8
+                bit = acc & np.uint64(1)
+                acc >>= np.uint64(1)
+                nacc -= 1
+                if bit == 1:
+                    break
+                z += 1
+                if z > MAX_ZEROS:
+                    return ERR_ZEROS, pos
+            need = z + g
+            while nacc < need:
+                if pos >= end:
+                    return ERR_TRUNCATED, pos
+                acc |= np.uint64(buf[pos]) << np.uint64(nacc)
+                pos += 1
+                nacc += 8
+            low = np.int64(acc & np.uint64((1 << z) - 1))
+            acc >>= np.uint64(z)
+            nacc -= z
+            r = np.int64(acc & np.uint64((1 << g) - 1))
+            acc >>= np.uint64(g)
+            nacc -= g
+            u = (np.int64(1) << z) | low
+            v = ((u - 1) << g) | r
+            if v > total_target:
+                return ERR_SUM, pos
+            freqs[t, a] = v
+            total += v
+        if total != total_target:
+            return ERR_SUM, pos
+    if acc != 0:
+        return ERR_PADDING, pos
+    return OK, pos
+
+
+@njit
+def write_uvarints(values, out, pos):
+    for v in values:
+        x = np.uint64(v)
+        while x >= np.uint64(0x80):
+            out[pos] = np.uint8((x & np.uint64(0x7F)) | np.uint64(0x80))
+            pos += 1
+            x >>= np.uint64(7)
+        out[pos] = np.uint8(x)
+        pos += 1
+    return pos
+
+
+@njit
+def read_uvarints(buf, pos, end, count, out):
+    """Parse ``count`` uvarints into ``out``. Returns (error code, position after them)."""
+    for i in range(count):
+        value = np.uint64(0)
+        shift = 0
+        done = False
+        for _ in range(9):
+            if pos >= end:
+                return ERR_TRUNCATED, pos
+            byte = np.uint64(buf[pos])
+            pos += 1
+            value |= (byte & np.uint64(0x7F)) << np.uint64(shift)
+            if byte < np.uint64(0x80):
+                done = True
+                break
+            shift += 7
+        if not done or value >= np.uint64(1) << np.uint64(62):
+            return ERR_VARINT, pos
+        out[i] = np.int64(value)
+    return OK, pos

@@ -1,0 +1,118 @@
+"""The public verbs: ``encode``, ``decode``, ``inspect``, ``available_engines``."""
+
+from __future__ import annotations
+
+import importlib
+
+import numpy as np
+
+from . import _container, _encoder
+from .config import CodecConfig
+from .errors import ConfigError, EngineUnavailableError
+
+# Fastest first: "auto" takes the first one that is available.
+_HOST_ENGINES = {"cpu": "._cpu", "reference": "._reference"}
+ENGINES = ("cpu", "reference")
+
+
+def _load(name: str):
+    if name not in _HOST_ENGINES:
+        raise ConfigError(f"engine={name!r} is not valid; choose one of {('auto',) + ENGINES}")
+    try:
+        module = importlib.import_module(_HOST_ENGINES[name], __package__)
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        raise EngineUnavailableError(f"engine {name!r} is not available here ({exc}); "
+                                     "install numba or use engine='reference'") from exc
+    if not getattr(module, "AVAILABLE", True):  # pragma: no cover
+        raise EngineUnavailableError(f"engine {name!r} is not available here; use engine='reference'")
+    return module
+
+
+def _engine(name: str):
+    if name == "auto":
+        for candidate in ENGINES:
+            try:
+                return _load(candidate)
+            except EngineUnavailableError:  # pragma: no cover
+                continue
+    return _load(name)
+
+
+def available_engines() -> list[str]:
+    """Engines usable in this process, fastest first."""
+    names = []
+    for name in ENGINES:
+        try:
+            _load(name)
+            names.append(name)
+        except EngineUnavailableError:  # pragma: no cover
+            pass
+    return names
+
+
+def encode(x, config: CodecConfig | None = None, *, engine: str = "auto") -> bytes:
+    """Quantize and entropy-code ``x`` (float32/float16, <= 8 dims) into one self-describing blob."""
+    config = CodecConfig() if config is None else config
+    if not isinstance(config, CodecConfig):
+        raise ConfigError(f"config must be a CodecConfig, got {type(config).__name__}")
+    return _encoder.encode(_engine(engine), x, config)
+
+
+def decode(blob, *, engine: str = "auto", max_elements: int = _container.DEFAULT_MAX_ELEMENTS) -> np.ndarray:
+    """Validate ``blob`` and decode it to a float32 array of the encoded shape.
+
+    Raises a ``codec_cupy.errors.DecodeError`` subclass for anything that is not a valid blob; a
+    blob announcing more than ``max_elements`` elements is refused before anything is allocated.
+    """
+    header = _container.parse(_as_bytes(blob), max_elements)
+    return _engine(engine).decode(header, _as_bytes(blob))
+
+
+def inspect(blob, *, max_elements: int = _container.DEFAULT_MAX_ELEMENTS) -> dict:
+    """Header fields, sizes and the stream plan of a (validated) blob."""
+    h = _container.parse(_as_bytes(blob), max_elements)
+    size = h.size
+    zero_channels = int(h.zero_mask.sum()) if h.zero_mask is not None else 0
+    return {
+        "version": _container.VERSION,
+        "dtype": str(h.dtype),
+        "shape": list(h.shape),
+        "axis": h.axis,
+        "bits": h.bits,
+        "quantizer": "ecsq" if h.levels is not None else "uniform",
+        "granularity": "channel" if h.per_channel else "tensor",
+        "scale": None if h.scale is None else [float(s) for s in h.scale[:16]],
+        "zero_point": [int(z) for z in h.zero_point[:16]],
+        "levels": None if h.levels is None else [float(v) for v in h.levels],
+        "plan": {
+            "pack": h.pack,
+            "alphabet": h.alphabet,
+            "prob_bits": h.prob_bits,
+            "tables": h.ntables,
+            "streams": h.num_streams,
+            "symbols_per_stream": h.symbols_per_stream,
+            "packed_symbols": h.num_packed,
+            "channels": h.channels,
+            "zero_channels": zero_channels,
+            "zero_mask": h.zero_mask is not None,
+        },
+        "sizes": {
+            "total_bytes": h.total_bytes,
+            "header_bytes": h.payload_offset,
+            "payload_bytes": h.total_bytes - h.payload_offset - _container.CRC_BYTES,
+            "crc_bytes": _container.CRC_BYTES,
+            "raw_float32_bytes": 4 * size,
+        },
+        "bits_per_element": 8.0 * h.total_bytes / size if size else None,
+        "elements": size,
+    }
+
+
+def _as_bytes(blob):
+    if isinstance(blob, (bytes, bytearray, memoryview)):
+        return blob
+    if isinstance(blob, np.ndarray):
+        if blob.dtype != np.uint8 or blob.ndim != 1:
+            raise ConfigError(f"a blob given as an array must be 1-d uint8, got {blob.dtype} with shape {blob.shape}")
+        return memoryview(np.ascontiguousarray(blob))
+    raise ConfigError(f"decode expects bytes, bytearray, memoryview or a 1-d uint8 array, got {type(blob).__name__}")

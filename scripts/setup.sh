@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Create .venv (if missing) and install splitwire with everything the demo and the tests need.
+# Idempotent: a second run only checks. Usage: bash scripts/setup.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3.11}
+command -v "$PY" >/dev/null || PY=python3
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+. .venv/bin/activate
+stamp=.venv/.splitwire-installed
+want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
+if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
+  exit 0
+fi
+export PIP_DISABLE_PIP_VERSION_CHECK=1
+pip install -q --upgrade pip
+# torch first, pinned: 2.13.0 is the CPU wheel on this machine's disk (any other spec downloads GBs).
+pip install -q "torch==2.13.0"
+pip install -q -e ".[edge,export,bench,test]"
+# The bundled Triton server: pytriton pins numpy<2, but the codec (and CuPy 14) need numpy 2, and the
+# server binary does not care -> install it without its dependencies.
+pip install -q --no-deps "nvidia-pytriton==0.7.0"
+# foolbox ships 20 labelled ImageNet images (foolbox/data); only the data is used.
+pip install -q --no-deps "foolbox==3.3.4"
+echo "$want" > "$stamp"

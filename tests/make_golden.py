@@ -1,0 +1,46 @@
+"""Regenerate tests/golden/ (only when the format version changes on purpose!).
+
+    python tests/make_golden.py
+
+Each case stores the input tensor (.npy), the config (.json), the reference engine's blob (.spwc) and
+its decoded output (.out.npy). tests/test_golden.py pins every engine to these bytes.
+"""
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).parent))
+import codec_cupy as cc  # noqa: E402
+from conftest import relu_features, signed_features  # noqa: E402
+
+GOLDEN = pathlib.Path(__file__).parent / "golden"
+
+
+def cases():
+    rng = np.random.default_rng(20261122)
+    yield "relu_b4_default", relu_features(rng, (1, 24, 6, 5)), dict(bits=4)
+    yield "signed_b8_channel", signed_features(rng, (2, 8, 5, 3)), dict(bits=8, granularity="channel")
+    yield "relu_b3_ecsq", relu_features(rng, (1, 12, 4, 4)), dict(bits=3, quantizer="ecsq")
+    yield "relu_b2_pack4_streams", relu_features(rng, (2, 10, 3, 7)), dict(bits=2, pack=4, tables=2, streams=5)
+    yield "signed_f16_b6_mse", signed_features(rng, (3, 4, 9)).astype(np.float16), dict(bits=6, clip="mse")
+    yield "vector_b1", rng.standard_normal(50).astype(np.float32), dict(bits=1, axis=None, prob_bits=9)
+    yield "zeros_b8", np.zeros((1, 4, 2, 2), np.float32), dict(bits=8)
+    yield "scalar_b5", np.array(-2.5, np.float32), dict(bits=5)
+
+
+def main():
+    GOLDEN.mkdir(exist_ok=True)
+    for name, x, kw in cases():
+        blob = cc.encode(x, cc.CodecConfig(**kw), engine="reference")
+        np.save(GOLDEN / f"{name}.npy", x)
+        (GOLDEN / f"{name}.json").write_text(json.dumps(kw, sort_keys=True) + "\n")
+        (GOLDEN / f"{name}.spwc").write_bytes(blob)
+        np.save(GOLDEN / f"{name}.out.npy", cc.decode(blob, engine="reference"))
+        print(f"{name}: {len(blob)} bytes")
+
+
+if __name__ == "__main__":
+    main()
