@@ -22,6 +22,8 @@ pip install -q -e ".[edge,export,bench,test]"
 # The bundled Triton server: pytriton pins numpy<2, but the codec (and CuPy 14) need numpy 2, and the
 # server binary does not care -> install it without its dependencies.
 pip install -q --no-deps "nvidia-pytriton==0.7.0"
+# tritonclient 2.51 (matching the server; ships perf_analyzer) pins numpy<2 too: same treatment.
+pip install -q --no-deps "tritonclient==2.51.0"
 # foolbox ships 20 labelled ImageNet images (foolbox/data); only the data is used.
 pip install -q --no-deps "foolbox==3.3.4"
 echo "$want" > "$stamp"
