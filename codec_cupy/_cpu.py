@@ -196,9 +196,13 @@ ERR_FINAL = 3
 
 
 @njit
-def _decode(buf, offsets, nstreams, per, total, groups, coded, tmap, freqs, cum, lookup, prob_bits,
-            bits, k, length, inner, channels, use_levels, levels, scale, zero, out):
-    """Decode all streams into ``out`` (outer * C * inner float32). Returns (error, stream)."""
+def _decode(buf, offsets, nstreams, per, total, groups, coded, tmap, dec_sym, dec_freq, dec_bias, prob_bits,
+            bits, k, length, inner, channels, values, out):
+    """Decode all streams into ``out`` (outer * C * inner float32). Returns (error, stream).
+
+    ``dec_*[t, slot]`` is table t's decode entry for a slot: symbol, frequency, slot - cum[symbol], so
+    one step is ``x = f * (x >> n) + bias``. ``values[c, q]`` is channel c's dequantized symbol q.
+    """
     mask = np.uint32((1 << prob_bits) - 1)
     nb = np.uint32(prob_bits)
     qmask = (1 << bits) - 1
@@ -212,49 +216,44 @@ def _decode(buf, offsets, nstreams, per, total, groups, coded, tmap, freqs, cum,
         rp = start + 4
         lo = s * per
         hi = min(lo + per, total)
-        j = lo // groups
-        g = lo - j * groups
-        c = coded[j]
-        t = tmap[c]
-        sc = scale[c]
-        zc = zero[c]
-        e = g * k                                    # element index in the channel, and its (o, i)
-        o = e // inner
-        i = e - o * inner
-        for p in range(lo, hi):
-            slot = x & mask
-            a = np.int64(lookup[t, slot])
-            x = np.uint32(freqs[t, a]) * (x >> nb) + slot - np.uint32(cum[t, a])
-            if x < np.uint32(RANS_L):
-                if rp + 2 > end:
-                    return ERR_WORDS, s
-                x = (x << np.uint32(16)) | np.uint32(buf[rp]) | (np.uint32(buf[rp + 1]) << np.uint32(8))
-                rp += 2
-            for u in range(k):
-                if e >= length:
-                    break
-                sym = (a >> (bits * u)) & qmask
-                if use_levels:
-                    y = levels[sym]
+        p = lo
+        while p < hi:
+            j = p // groups                          # one coded channel at a time
+            g0 = p - j * groups
+            stop = min(hi, (j + 1) * groups)
+            c = coded[j]
+            t = tmap[c]
+            vals = values[c]
+            e = g0 * k                               # element index in the channel, and its (o, i)
+            o = e // inner
+            i = e - o * inner
+            base = (o * channels + c) * inner
+            for _ in range(stop - p):
+                slot = x & mask
+                a = dec_sym[t, slot]
+                x = dec_freq[t, slot] * (x >> nb) + dec_bias[t, slot]
+                if x < np.uint32(RANS_L):
+                    if rp + 2 > end:
+                        return ERR_WORDS, s
+                    x = (x << np.uint32(16)) | np.uint32(buf[rp]) | (np.uint32(buf[rp + 1]) << np.uint32(8))
+                    rp += 2
+                if k == 1:
+                    out[base + i] = vals[a]
+                    i += 1
+                    if i == inner:
+                        i = 0
+                        base += channels * inner
                 else:
-                    y = np.float32(sym - zc) * sc
-                out[(o * channels + c) * inner + i] = y
-                e += 1
-                i += 1
-                if i == inner:
-                    i = 0
-                    o += 1
-            g += 1
-            if g == groups and p + 1 < hi:           # next coded channel
-                g = 0
-                j += 1
-                c = coded[j]
-                t = tmap[c]
-                sc = scale[c]
-                zc = zero[c]
-                e = 0
-                o = 0
-                i = 0
+                    for u in range(k):
+                        if e >= length:
+                            break
+                        out[base + i] = vals[(np.int64(a) >> (bits * u)) & qmask]
+                        e += 1
+                        i += 1
+                        if i == inner:
+                            i = 0
+                            base += channels * inner
+            p = stop
         if x != np.uint32(RANS_L) or rp != end:
             return ERR_FINAL, s
     return 0, 0
@@ -318,24 +317,44 @@ def rans_encode(packed, tsel, freqs, prob_bits, nstreams):
     return out[:n], nwords
 
 
+def decode_tables(h: Header):
+    """Per table and slot: (symbol, frequency, slot - cum[symbol])."""
+    m = 1 << h.prob_bits
+    dec_sym = np.zeros((h.ntables, m), np.uint8)
+    dec_freq = np.zeros((h.ntables, m), np.uint32)
+    dec_bias = np.zeros((h.ntables, m), np.uint32)
+    slots = np.arange(m, dtype=np.uint32)
+    symbols = np.arange(h.alphabet, dtype=np.uint8)
+    freqs = h.freqs.astype(np.int64)
+    cum = _cum(freqs)
+    for t in range(h.ntables):
+        sym = np.repeat(symbols, freqs[t])
+        dec_sym[t] = sym
+        dec_freq[t] = freqs[t][sym]
+        dec_bias[t] = slots - cum[t][sym].astype(np.uint32)
+    return dec_sym, dec_freq, dec_bias
+
+
+def dequant_values(h: Header) -> np.ndarray:
+    """(C, 2**bits) float32: what each symbol of each channel decodes to (FORMAT.md section 2)."""
+    channels = h.channels
+    if h.levels is not None:
+        return np.ascontiguousarray(np.broadcast_to(h.levels, (channels, h.levels.size)))
+    q = np.arange(1 << h.bits, dtype=np.int64)
+    zero = np.broadcast_to(h.zero_point, (channels,))[:, None]
+    scale = np.broadcast_to(h.scale, (channels,))[:, None]
+    return (q[None, :] - zero).astype(np.float32) * scale
+
+
 def decode(h: Header, blob) -> np.ndarray:
     buf = np.frombuffer(blob, np.uint8)
-    out = np.zeros(h.size, np.float32)
+    out = np.zeros(h.size, np.float32)                   # zero-mask channels stay +0.0
     if h.num_streams:
-        freqs = h.freqs.astype(np.int64)
-        lookup = np.zeros((h.ntables, 1 << h.prob_bits), np.uint8)
-        for t in range(h.ntables):
-            lookup[t] = np.repeat(np.arange(h.alphabet, dtype=np.uint8), freqs[t])
-        channels = h.channels
-        use_levels = h.levels is not None
-        levels = h.levels if use_levels else np.zeros(1, np.float32)
-        scale = np.ascontiguousarray(np.broadcast_to(h.scale, (channels,)), np.float32) if not use_levels \
-            else np.zeros(channels, np.float32)
-        zero = np.ascontiguousarray(np.broadcast_to(h.zero_point, (channels,)), np.int64)
+        dec_sym, dec_freq, dec_bias = decode_tables(h)
         err, stream = _decode(buf, h.stream_offsets, h.num_streams, h.symbols_per_stream, h.num_packed,
-                              h.groups, h.coded_channels, h.table_map.astype(np.int64), freqs, _cum(freqs),
-                              lookup, h.prob_bits, h.bits, h.pack, h.row_length, h.inner, channels,
-                              use_levels, levels, scale, zero, out)
+                              h.groups, h.coded_channels, h.table_map.astype(np.int64), dec_sym, dec_freq,
+                              dec_bias, h.prob_bits, h.bits, h.pack, h.row_length, h.inner, h.channels,
+                              dequant_values(h), out)
         if err:
             what = {ERR_STATE: "initial state below 2**16", ERR_WORDS: "runs out of words",
                     ERR_FINAL: "does not end in state 0x10000 with all words consumed"}[err]
