@@ -9,7 +9,7 @@ The bitstream is specified in docs/FORMAT.md; ``engine="reference"`` is its exec
 """
 
 from . import errors
-from .api import available_engines, decode, encode, inspect
+from .api import available_engines, decode, decode_batch, encode, inspect
 from .config import VALID, CodecConfig
 from .errors import (BadMagicError, ChecksumError, CodecError, ConfigError, CorruptStreamError, DecodeError,
                      EngineUnavailableError, HeaderError, InputError, LimitExceededError, TruncatedError,
@@ -19,7 +19,7 @@ __version__ = "0.1.0"
 FORMAT_VERSION = 1
 
 __all__ = [
-    "CodecConfig", "VALID", "encode", "decode", "inspect", "available_engines", "errors", "FORMAT_VERSION",
+    "CodecConfig", "VALID", "encode", "decode", "decode_batch", "inspect", "available_engines", "errors", "FORMAT_VERSION",
     "CodecError", "ConfigError", "InputError", "EngineUnavailableError", "DecodeError", "TruncatedError",
     "BadMagicError", "UnsupportedVersionError", "ChecksumError", "HeaderError", "LimitExceededError",
     "CorruptStreamError",

@@ -317,21 +317,26 @@ def rans_encode(packed, tsel, freqs, prob_bits, nstreams):
     return out[:n], nwords
 
 
+@njit
+def _decode_tables(freqs, prob_bits, dec_sym, dec_freq, dec_bias):
+    for t in range(freqs.shape[0]):
+        slot = 0
+        for a in range(freqs.shape[1]):
+            f = freqs[t, a]
+            for r in range(f):                       # slot - cum[a] == r
+                dec_sym[t, slot] = a
+                dec_freq[t, slot] = f
+                dec_bias[t, slot] = r
+                slot += 1
+
+
 def decode_tables(h: Header):
     """Per table and slot: (symbol, frequency, slot - cum[symbol])."""
     m = 1 << h.prob_bits
-    dec_sym = np.zeros((h.ntables, m), np.uint8)
-    dec_freq = np.zeros((h.ntables, m), np.uint32)
-    dec_bias = np.zeros((h.ntables, m), np.uint32)
-    slots = np.arange(m, dtype=np.uint32)
-    symbols = np.arange(h.alphabet, dtype=np.uint8)
-    freqs = h.freqs.astype(np.int64)
-    cum = _cum(freqs)
-    for t in range(h.ntables):
-        sym = np.repeat(symbols, freqs[t])
-        dec_sym[t] = sym
-        dec_freq[t] = freqs[t][sym]
-        dec_bias[t] = slots - cum[t][sym].astype(np.uint32)
+    dec_sym = np.empty((h.ntables, m), np.uint8)
+    dec_freq = np.empty((h.ntables, m), np.uint32)
+    dec_bias = np.empty((h.ntables, m), np.uint32)
+    _decode_tables(h.freqs, h.prob_bits, dec_sym, dec_freq, dec_bias)
     return dec_sym, dec_freq, dec_bias
 
 

@@ -17,7 +17,7 @@ ENGINES = ("cpu", "reference")
 
 def _load(name: str):
     if name not in _HOST_ENGINES:
-        raise ConfigError(f"engine={name!r} is not valid; choose one of {('auto',) + ENGINES}")
+        raise ConfigError(f"engine={name!r} is not valid; choose one of {('auto', 'cuda') + ENGINES}")
     try:
         module = importlib.import_module(_HOST_ENGINES[name], __package__)
     except ImportError as exc:  # pragma: no cover - depends on the environment
@@ -38,9 +38,14 @@ def _engine(name: str):
     return _load(name)
 
 
+def _cuda():
+    from . import _cuda as module          # imports CuPy lazily; raises EngineUnavailableError on use
+    return module
+
+
 def available_engines() -> list[str]:
-    """Engines usable in this process, fastest first."""
-    names = []
+    """Engines usable in this process, fastest first ("cuda" only with CuPy and a device)."""
+    names = ["cuda"] if _cuda().available() else []
     for name in ENGINES:
         try:
             _load(name)
@@ -50,22 +55,58 @@ def available_engines() -> list[str]:
     return names
 
 
+def _on_gpu(x) -> bool:
+    return hasattr(x, "__cuda_array_interface__")
+
+
 def encode(x, config: CodecConfig | None = None, *, engine: str = "auto") -> bytes:
-    """Quantize and entropy-code ``x`` (float32/float16, <= 8 dims) into one self-describing blob."""
+    """Quantize and entropy-code ``x`` (float32/float16, <= 8 dims) into one self-describing blob.
+
+    ``x`` may be a NumPy array or, with ``engine="cuda"`` or "auto", a CuPy array / any CUDA DLPack
+    producer: then quantization, statistics and rANS run on the GPU (same bytes).
+    """
     config = CodecConfig() if config is None else config
     if not isinstance(config, CodecConfig):
         raise ConfigError(f"config must be a CodecConfig, got {type(config).__name__}")
+    if engine == "cuda" or (engine == "auto" and _on_gpu(x)):
+        return _cuda().encode(x, config)
     return _encoder.encode(_engine(engine), x, config)
 
 
-def decode(blob, *, engine: str = "auto", max_elements: int = _container.DEFAULT_MAX_ELEMENTS) -> np.ndarray:
-    """Validate ``blob`` and decode it to a float32 array of the encoded shape.
+def decode(blob, *, engine: str = "auto", device: str = "cpu",
+           max_elements: int = _container.DEFAULT_MAX_ELEMENTS, out_dtype=np.float32):
+    """Validate ``blob`` and decode it to an array of the encoded shape.
 
+    ``device="cpu"`` returns NumPy float32 (host engines); ``device="cuda"`` decodes and dequantizes
+    in one kernel launch and returns a CuPy array of ``out_dtype`` (float32 or float16).
     Raises a ``codec_cupy.errors.DecodeError`` subclass for anything that is not a valid blob; a
     blob announcing more than ``max_elements`` elements is refused before anything is allocated.
     """
-    header = _container.parse(_as_bytes(blob), max_elements)
-    return _engine(engine).decode(header, _as_bytes(blob))
+    data = _as_bytes(blob)
+    header = _container.parse(data, max_elements)
+    if _device(device, engine) == "cuda":
+        return _cuda().decode(header, data, out_dtype=out_dtype)
+    return _engine(engine).decode(header, data)
+
+
+def decode_batch(blobs, *, engine: str = "auto", device: str = "cuda",
+                 max_elements: int = _container.DEFAULT_MAX_ELEMENTS, out_dtype=np.float32) -> list:
+    """Decode many blobs (e.g. one per request of a dynamic batch); on CUDA in a single launch."""
+    items = [(_container.parse(d, max_elements), d) for d in map(_as_bytes, blobs)]
+    if _device(device, engine) == "cuda":
+        return _cuda().decode_batch(items, out_dtype=out_dtype)
+    host = _engine(engine)
+    return [host.decode(h, d) for h, d in items]
+
+
+def _device(device: str, engine: str) -> str:
+    if device not in ("cpu", "cuda"):
+        raise ConfigError(f"device={device!r} is not valid; choose 'cpu' or 'cuda'")
+    if engine == "cuda":
+        return "cuda"
+    if device == "cuda" and engine != "auto":
+        raise ConfigError(f"device='cuda' decodes with the cuda engine; engine={engine!r} runs on the CPU")
+    return device
 
 
 def inspect(blob, *, max_elements: int = _container.DEFAULT_MAX_ELEMENTS) -> dict:

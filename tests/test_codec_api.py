@@ -73,3 +73,17 @@ def test_errors_form_one_tree():
     for name in cc.errors.__all__:
         assert issubclass(getattr(cc.errors, name), cc.CodecError)
     assert issubclass(cc.ChecksumError, cc.DecodeError) and issubclass(cc.LimitExceededError, cc.HeaderError)
+
+
+def test_decode_batch_on_cpu_and_device_validation(rng):
+    blobs = [cc.encode(relu_features(rng), cc.CodecConfig(bits=b)) for b in (2, 4, 8)]
+    outs = cc.decode_batch(blobs, device="cpu")
+    assert [o.shape for o in outs] == [(2, 16, 7, 9)] * 3
+    for blob, out in zip(blobs, outs):
+        assert np.array_equal(out, cc.decode(blob))
+    with pytest.raises(cc.ConfigError):
+        cc.decode(blobs[0], device="tpu")
+    with pytest.raises(cc.ConfigError):
+        cc.decode(blobs[0], device="cuda", engine="reference")
+    with pytest.raises(cc.DecodeError):
+        cc.decode_batch([blobs[0], blobs[1][:-1]], device="cpu")
