@@ -149,7 +149,7 @@ def write(h: Header, streams: np.ndarray) -> bytes:
         out += np.packbits(h.zero_mask.astype(np.uint8), bitorder="little").tobytes()
     if h.ntables > 1:
         out += pack_fields(h.table_map, table_map_width(h.ntables))
-    scratch = np.zeros(h.ntables * (4 + h.alphabet * 8) // 8 + 16, np.uint8)
+    scratch = np.zeros(tc.max_tables_bytes(h.ntables, h.alphabet), np.uint8)
     n = tc.write_tables(h.freqs.astype(np.int64), scratch)
     out += scratch[:n].tobytes()
     # stream directory

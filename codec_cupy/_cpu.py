@@ -330,13 +330,26 @@ def _decode_tables(freqs, prob_bits, dec_sym, dec_freq, dec_bias):
                 slot += 1
 
 
+@njit
+def _decode_tables(freqs, dec_sym, dec_freq, dec_bias):
+    for t in range(freqs.shape[0]):
+        slot = 0
+        for a in range(freqs.shape[1]):
+            f = freqs[t, a]
+            for r in range(f):                       # slot - cum[a] == r
+                dec_sym[t, slot] = a
+                dec_freq[t, slot] = f
+                dec_bias[t, slot] = r
+                slot += 1
+
+
 def decode_tables(h: Header):
     """Per table and slot: (symbol, frequency, slot - cum[symbol])."""
     m = 1 << h.prob_bits
     dec_sym = np.empty((h.ntables, m), np.uint8)
     dec_freq = np.empty((h.ntables, m), np.uint32)
     dec_bias = np.empty((h.ntables, m), np.uint32)
-    _decode_tables(h.freqs, h.prob_bits, dec_sym, dec_freq, dec_bias)
+    _decode_tables(h.freqs, dec_sym, dec_freq, dec_bias)
     return dec_sym, dec_freq, dec_bias
 
 

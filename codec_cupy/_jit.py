@@ -10,7 +10,10 @@ except ImportError:  # pragma: no cover - numba is a core dependency, but keep t
 HAVE_NUMBA = _numba is not None
 
 
-def njit(fn):
-    if _numba is None:  # pragma: no cover
-        return fn
-    return _numba.njit(cache=True, nogil=True)(fn)
+def njit(fn=None, **options):
+    """``@njit`` or ``@njit(inline="always")``: compiled, cached, no GIL; never fast-math."""
+    def wrap(f):
+        if _numba is None:  # pragma: no cover
+            return f
+        return _numba.njit(cache=True, nogil=True, **options)(f)
+    return wrap(fn) if fn is not None else wrap

@@ -17,6 +17,7 @@ BF16_MAX = float(np.uint32(0x7F7F0000).view(np.float32))
 SAMPLE_PER_ROW = 4096                                  # subsample size for clipping / ECSQ design
 SAMPLE_TOTAL = 1 << 16
 ECSQ_ITERATIONS = 30
+ECSQ_MIN_GAP = 0.05                                   # of the uniform step
 MSE_GRID = np.linspace(0.25, 1.0, 31)                 # candidate clip fractions of the range
 
 
@@ -119,9 +120,13 @@ def ecsq_params(samples: np.ndarray, lo: float, hi: float, bits: int, lam: float
         new_levels = np.where(filled, sums / np.maximum(counts, 1), levels)
         new_levels[zsym] = 0.0
         levels = np.maximum.accumulate(new_levels)        # keep levels ordered
-        length = -np.log2(np.maximum(counts / x.size, 1e-9))
-        gap = np.maximum(np.diff(levels), 1e-12 * step)
-        thresholds = (levels[:-1] + levels[1:]) / 2 + weight * (length[1:] - length[:-1]) / (2 * gap)
+        length = -np.log2(np.maximum(counts, 1.0) / x.size)
+        gap = np.maximum(np.diff(levels), ECSQ_MIN_GAP * step)
+        shift = weight * (length[1:] - length[:-1]) / (2 * gap)
+        # The rate term may move a boundary at most a quarter of the way towards either level:
+        # unbounded, a rarely used cell pushes its boundary past its neighbours and the design
+        # collapses into a few cells (seen on signed, dense features).
+        thresholds = (levels[:-1] + levels[1:]) / 2 + np.clip(shift, -gap / 4, gap / 4)
         thresholds = np.maximum.accumulate(thresholds)
     t32 = thresholds.astype(np.float32)
     # 0.0 must fall in the zero cell: t[zsym - 1] <= 0 < t[zsym]

@@ -19,6 +19,14 @@ ERR_PADDING = 4     # nonzero padding bits
 ERR_VARINT = 5      # uvarint too long / too large
 
 MAX_ZEROS = 24
+# Longest Exp-Golomb code an encoder writes: frequency <= 2**15 with order g <= 15 has
+# u = (v >> g) + 1 <= 2**15 + 1, so z <= 15 and 2*z + 1 + g <= 46 bits.
+MAX_CODE_BITS = 46
+
+
+def max_tables_bytes(ntables: int, alphabet: int) -> int:
+    """An upper bound on ``write_tables`` output, for its buffer."""
+    return (ntables * (4 + alphabet * MAX_CODE_BITS) + 7) // 8 + 8
 
 
 @njit

@@ -149,3 +149,26 @@ def test_property_roundtrip_and_equivalence(x, bits, granularity, quantizer, str
 
 def test_available_engines():
     assert cc.available_engines()[:2] == ["cpu", "reference"]
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_wide_tables_fit_their_buffer(rng, engine):
+    """16 near-uniform tables at 15-bit precision: ~15-bit Exp-Golomb codes per entry (regression:
+    the serializer's buffer assumed 8 bits per entry and overflowed)."""
+    x = rng.uniform(-1, 1, size=(1, 32, 40)).astype(np.float32)
+    cfg = cc.CodecConfig(bits=3, pack=1, tables=16, prob_bits=15, sparse="off")
+    blob = cc.encode(x, cfg, engine=engine)
+    assert cc.inspect(blob)["plan"]["tables"] == 16
+    assert blob == cc.encode(x, cfg, engine="reference")
+    assert cc.decode(blob).shape == x.shape
+
+
+def test_ecsq_on_signed_dense_features_does_not_collapse(rng):
+    """Regression: unbounded rate terms pushed thresholds past their neighbours on signed data."""
+    x = signed_features(rng, shape=(4, 16, 12, 12))
+    for bits in (2, 4, 8):
+        y = cc.decode(cc.encode(x, cc.CodecConfig(bits=bits, quantizer="ecsq")))
+        used = np.unique(y).size
+        assert used >= min(3, 1 << bits)
+        sqnr = 10 * np.log10(np.mean(x ** 2) / np.mean((x - y) ** 2))
+        assert sqnr > {2: 0.5, 4: 4.0, 8: 15.0}[bits]
