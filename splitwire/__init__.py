@@ -1,0 +1,1 @@
+"""splitwire: split computing over thin uplinks (export, serve, demo)."""

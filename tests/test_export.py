@@ -1,0 +1,154 @@
+"""Splitting, ONNX export with the numeric check, and repository generation (no server)."""
+
+import json
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnxruntime")
+
+from splitwire import models, repository  # noqa: E402
+from splitwire.export import VerificationError, export_onnx, export_split  # noqa: E402
+from splitwire.split import SplitError, split, split_points  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    return models.load("tiny_resnet")
+
+
+def test_split_any_module_matches_the_whole_model(tiny):
+    x = torch.randn(3, *tiny.input_shape)
+    for layer in ("stem", "layer1", "layer1.0", "layer2", "layer3", "pool"):
+        head, tail, point = split(tiny.module, layer, x[:1])
+        with torch.no_grad():
+            assert torch.allclose(tail(head(x)), tiny.module(x), atol=1e-5), layer
+        assert point.name == layer
+
+
+def test_cuts_inside_a_residual_block_are_refused_with_the_reason(tiny):
+    x = torch.randn(1, *tiny.input_shape)
+    with pytest.raises(SplitError, match="residual"):
+        split(tiny.module, "layer1.0.bn1", x)
+    with pytest.raises(SplitError, match="no module named"):
+        split(tiny.module, "layer9", x)
+    names = [p.name for p in split_points(tiny.module, x)]
+    assert "layer1.0.bn1" not in names and "layer1.0.conv1" not in names
+    assert names.index("stem") < names.index("layer1") < names.index("layer2") < names.index("layer3")
+
+
+def test_shared_module_is_refused():
+    class Shared(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 3, 1)
+            self.act = torch.nn.ReLU()
+
+        def forward(self, x):
+            return self.act(self.conv(self.act(x)))
+
+    with pytest.raises(SplitError, match="more than once"):
+        split(Shared(), "act", torch.randn(1, 3, 4, 4))
+
+
+def test_batch_size_crossing_the_cut_is_recomputed():
+    class Flat(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3)
+            self.fc = torch.nn.Linear(4 * 6 * 6, 5)
+
+        def forward(self, x):
+            bs = x.size(0)  # used after the cut, as EfficientNet's forward does
+            return self.fc(self.conv(x).view(bs, -1))
+
+    m = Flat().eval()
+    head, tail, _ = split(m, "conv", torch.randn(1, 3, 8, 8))
+    x = torch.randn(4, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(tail(head(x)), m(x), atol=1e-6)
+
+
+def test_export_onnx_checks_numerically_with_dynamic_batch(tiny, tmp_path):
+    head, tail, point, err, out_shape = export_onnx(tiny.module, "layer2", tmp_path, tiny.input_shape)
+    assert err < 1e-4 and out_shape == (10,)
+    import onnxruntime as ort
+    h = ort.InferenceSession(str(head))
+    for b in (1, 5):
+        f = h.run(None, {"input": np.random.randn(b, *tiny.input_shape).astype(np.float32)})[0]
+        assert f.shape == (b, *point.shape[1:])
+
+
+def test_export_refuses_an_unfaithful_export_before_writing(tiny, tmp_path, monkeypatch):
+    import splitwire.export as ex
+
+    real = ex._ort
+
+    class Skewed:
+        def __init__(self, s):
+            self.s = s
+
+        def run(self, names, feeds):
+            return [o + 1.0 for o in self.s.run(names, feeds)]
+
+    monkeypatch.setattr(ex, "_ort", lambda p: Skewed(real(p)) if p.name == "tail.onnx" else real(p))
+    out = tmp_path / "repo"
+    with pytest.raises(VerificationError, match="differs"):
+        export_split(tiny.module, "layer1", out, name="tiny", input_shape=tiny.input_shape)
+    assert not out.exists()
+
+
+def test_repository_layout_and_published_metadata(tiny, tmp_path):
+    res = export_split(tiny.module, "layer2", tmp_path, name="tiny", input_shape=tiny.input_shape, bits=6,
+                       preprocess=tiny.preprocess, labels=tiny.labels, max_batch=4)
+    assert sorted(res.models) == ["tiny", "tiny_decoder", "tiny_head", "tiny_tail"]
+    for f in ("tiny/config.pbtxt", "tiny_decoder/1/model.py", "tiny_decoder/1/rawframe.py",
+              "tiny_tail/1/model.onnx", "tiny_tail/1/model.py", "tiny_head/1/head.onnx"):
+        assert (tmp_path / f).is_file(), f
+    ens = (tmp_path / "tiny" / "config.pbtxt").read_text()
+    assert 'platform: "ensemble"' in ens and "TYPE_UINT8" in ens and "dims: [ -1 ]" in ens
+    meta = json.loads((tmp_path / "tiny" / "splitwire.json").read_text())
+    assert meta["codec"]["bits"] == 6 and meta["feature_shape"] == [32, 16, 16]
+    assert meta["labels"] == tiny.labels and meta["input"]["shape"] == [3, 64, 64]
+    dec = (tmp_path / "tiny_decoder" / "config.pbtxt").read_text()
+    assert "KIND_CPU" in dec and "max_batch_size: 0" in dec and str(4 * 32 * 16 * 16) in dec
+    tail = (tmp_path / "tiny_tail" / "config.pbtxt").read_text()
+    assert 'backend: "python"' in tail and "max_batch_size: 4" in tail and "dynamic_batching" in tail
+
+    export_split(tiny.module, "layer2", tmp_path, name="tiny", input_shape=tiny.input_shape,
+                 tail_backend="onnxruntime", device="gpu")
+    tail = (tmp_path / "tiny_tail" / "config.pbtxt").read_text()
+    assert 'backend: "onnxruntime"' in tail and "KIND_GPU" in tail
+    assert not (tmp_path / "tiny_tail" / "1" / "model.py").exists()
+    assert "KIND_GPU" in (tmp_path / "tiny_decoder" / "config.pbtxt").read_text()
+
+
+def test_repository_rejects_bad_names(tmp_path):
+    with pytest.raises(ValueError, match="must match"):
+        repository.check_name("../evil")
+
+
+def test_efficientnet_lite0_middle_block_is_a_split_point():
+    pytest.importorskip("efficientnet_lite_pytorch")
+    spec = models.load("efficientnet_lite0")
+    names = [p.name for p in split_points(spec.module, torch.zeros(1, *spec.input_shape))]
+    assert "_blocks.8" in names and "_swish" not in names  # _swish runs twice
+
+
+def test_cli_list_and_export(tmp_path):
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--list"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "layer1" in r.stdout and "(default)" in r.stdout and "layer1.0.bn1" not in r.stdout
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split",
+                        "layer1.0.bn1", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "residual" in r.stderr and not any(tmp_path.iterdir())
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
+                        "--bits", "4", "--out", str(tmp_path), "--name", "tr"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert (tmp_path / "tr" / "config.pbtxt").is_file() and "splitwire serve" in r.stdout

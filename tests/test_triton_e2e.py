@@ -1,0 +1,272 @@
+"""End to end against a real tritonserver (the one bundled in nvidia-pytriton).
+
+One server for the module: EfficientNet-Lite0 cut after ``_blocks.8``, 8-bit codec, the
+Python-backend tail. Every request loop here is bounded in count and time, only loopback
+addresses are used, and the fixture always stops the server.
+"""
+
+import concurrent.futures as cf
+import importlib.util
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+
+import numpy as np
+import pytest
+
+pytestmark = pytest.mark.triton
+
+if importlib.util.find_spec("pytriton") is None or importlib.util.find_spec("tritonclient") is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("CI must install nvidia-pytriton and tritonclient for the Triton tests")
+    pytest.skip("needs nvidia-pytriton (bundled tritonserver) and tritonclient", allow_module_level=True)
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("efficientnet_lite_pytorch")
+
+import codec_cupy as cc  # noqa: E402
+from client import SplitClient, rawframe  # noqa: E402
+from splitwire import models, samples  # noqa: E402
+from splitwire.export import export_split  # noqa: E402
+from splitwire.serve import TritonServer, resolve_ports  # noqa: E402
+
+MODEL = "effnet"
+
+
+@pytest.fixture(scope="module")
+def spec():
+    return models.load("efficientnet_lite0")
+
+
+@pytest.fixture(scope="module")
+def repo(spec, tmp_path_factory):
+    out = tmp_path_factory.mktemp("model_repository")
+    export_split(spec.module, "_blocks.8", out, name=MODEL, input_shape=spec.input_shape, bits=8,
+                 preprocess=spec.preprocess, labels=spec.labels, max_batch=8)
+    return out
+
+
+@pytest.fixture(scope="module")
+def server(repo, tmp_path_factory):
+    http, grpc, metrics = resolve_ports(0, 0, 0)
+    s = TritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
+                     log=tmp_path_factory.mktemp("log") / "tritonserver.log")
+    s.start(timeout=180)
+    try:
+        yield s
+    finally:
+        s.stop()
+
+
+@pytest.fixture(scope="module")
+def head_cache(tmp_path_factory):
+    old = os.environ.get("SPLITWIRE_CACHE")
+    os.environ["SPLITWIRE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
+    yield os.environ["SPLITWIRE_CACHE"]
+    if old is None:
+        os.environ.pop("SPLITWIRE_CACHE")
+    else:
+        os.environ["SPLITWIRE_CACHE"] = old
+
+
+@pytest.fixture(scope="module")
+def client(server, head_cache):
+    c = SplitClient(server.url, MODEL, timeout_s=60)
+    yield c
+    c.close()
+
+
+@pytest.fixture(scope="module")
+def images(client, spec):
+    """(name, preprocessed input, unsplit top-1) for foolbox's 20 ImageNet images."""
+    out = []
+    for path, _label in samples.imagenet_samples():
+        x = client.preprocess(path)
+        with torch.no_grad():
+            out.append((path.name, x, int(spec.module(torch.from_numpy(x)).argmax())))
+    return out
+
+
+def test_split_top1_equals_unsplit_model_on_every_image_at_8_bits(client, images):
+    assert len(images) == 20
+    mismatches = []
+    for name, x, want in images:
+        y, t = client.infer_timed(x)
+        assert y.shape == (1, 1000)
+        assert t.bytes_sent < t.raw_bytes / 3  # the blob, not the float32 features
+        if int(y.argmax()) != want:
+            mismatches.append(name)
+    assert not mismatches
+
+
+def test_server_publishes_what_the_client_needs(client, server):
+    meta = client.meta
+    assert meta["input"]["shape"] == [3, 224, 224] and meta["feature_shape"] == [112, 14, 14]
+    assert meta["codec"]["bits"] == 8 and len(meta["labels"]) == 1000
+    assert meta["preprocess"]["mean"] == [127.0] * 3
+    assert client.classify(samples.imagenet_samples()[0][0], k=5)[0][0][0] == "Bullmastiff"
+
+
+def _infer_raw(server, array, dtype):
+    import tritonclient.http as th
+
+    c = th.InferenceServerClient(server.url, network_timeout=60)
+    try:
+        inp = th.InferInput("BLOB", list(array.shape), dtype)
+        inp.set_data_from_numpy(array)
+        return c.infer(MODEL, [inp]).as_numpy("LOGITS")
+    finally:
+        c.close()
+
+
+def _status(exc) -> str:
+    return str(exc.status())
+
+
+def test_hostile_payloads_get_a_4xx_naming_the_problem_and_the_server_goes_on(server, client, images):
+    from tritonclient.utils import InferenceServerException
+
+    x = images[0][1]
+    blob = np.frombuffer(client.encode(client.head(x)), np.uint8)
+    crc_bad = blob.copy()
+    crc_bad[len(blob) // 2] ^= 0xFF
+    bomb = np.frombuffer(cc.encode(np.zeros((1, 112, 14, 14 * 64), np.float32), cc.CodecConfig(bits=8)), np.uint8)
+    cases = {
+        "truncated": (blob[: len(blob) - 37], "UINT8", r"truncated|CRC"),
+        "corrupted": (crc_bad, "UINT8", r"checksum.*CRC32C"),
+        "oversized": (bomb, "UINT8", r"too_large.*elements"),
+        "wrong dtype": (blob[:64].astype(np.float32), "FP32", r"data-type is 'FP32'.*expects 'UINT8'"),
+        "not a blob": (np.frombuffer(b"hello world, not a codec blob", np.uint8), "UINT8", r"not_a_blob"),
+    }
+    good = _infer_raw(server, blob, "UINT8")
+    for what, (payload, dtype, pattern) in cases.items():
+        with pytest.raises(InferenceServerException) as e:
+            _infer_raw(server, payload, dtype)
+        assert _status(e.value) == "400", (what, e.value)
+        assert re.search(pattern, e.value.message()), (what, e.value.message())
+        # The next valid request is answered, with the same result as before.
+        np.testing.assert_array_equal(_infer_raw(server, blob, "UINT8"), good)
+
+
+def test_hostile_payload_over_grpc_is_invalid_argument(server, head_cache):
+    from tritonclient.utils import InferenceServerException
+
+    c = SplitClient(server.grpc_url, MODEL, protocol="grpc")
+    try:
+        with pytest.raises(InferenceServerException) as e:
+            c.send(np.frombuffer(b"SPWC" + bytes(40), np.uint8))
+        assert "INVALID_ARG" in str(e.value.status()), e.value
+        assert c.infer(np.zeros((1, 3, 224, 224), np.float32)).shape == (1, 1000)
+    finally:
+        c.close()
+
+
+def test_eight_concurrent_clients_all_get_correct_answers(server, images, head_cache):
+    deadline = time.monotonic() + 120
+
+    def worker(k):
+        # Half over HTTP, half over gRPC; one client per thread (tritonclient's are not thread-safe).
+        c = SplitClient(server.grpc_url, MODEL, protocol="grpc") if k % 2 else SplitClient(server.url, MODEL)
+        wrong = 0
+        try:
+            for i in range(5):  # bounded: 5 requests per client
+                if time.monotonic() > deadline:
+                    raise TimeoutError("concurrent test ran past its deadline")
+                name, x, want = images[(k * 5 + i) % len(images)]
+                wrong += int(c.infer(x).argmax()) != want
+        finally:
+            c.close()
+        return wrong
+
+    with cf.ThreadPoolExecutor(8) as pool:
+        results = list(pool.map(worker, range(8), timeout=150))
+    assert results == [0] * 8
+
+
+def test_one_blob_may_carry_a_batch(client, images):
+    x = np.concatenate([im[1] for im in images[:3]])
+    y = client.infer(x)
+    assert y.shape == (3, 1000)
+    assert [int(v) for v in y.argmax(1)] == [im[2] for im in images[:3]]
+
+
+@pytest.mark.parametrize("payload", ["raw", "fp16"])
+def test_uncompressed_baselines_go_through_the_same_ensemble(server, images, payload, head_cache):
+    c = SplitClient(server.url, MODEL, payload=payload)
+    try:
+        name, x, want = images[1]
+        y, t = c.infer_timed(x)
+        assert int(y.argmax()) == want
+        assert t.bytes_sent == len(rawframe.encode(np.zeros((1, 112, 14, 14), np.float16 if payload == "fp16"
+                                                            else np.float32)))
+    finally:
+        c.close()
+
+
+def test_decoder_metrics_sit_next_to_tritons(server, client, images):
+    client.infer(images[0][1])
+    with pytest.raises(Exception):
+        client.send(np.frombuffer(b"SPWC" + bytes(60), np.uint8))
+    text = urllib.request.urlopen(server.metrics_url, timeout=10).read().decode()
+    assert "nv_inference_request_success" in text
+
+    def value(metric, **labels):
+        for line in text.splitlines():
+            if line.startswith(metric + "{") and all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+        return None
+
+    assert value("splitwire_decoder_payload_bytes_total", model=f"{MODEL}_decoder") > 1000
+    assert value("splitwire_decoder_decode_seconds_total", model=f"{MODEL}_decoder") > 0
+    rejected = [ln for ln in text.splitlines() if ln.startswith("splitwire_decoder_rejected_total{")]
+    assert rejected, "no rejected_total samples"
+
+
+def test_send_cli_prints_top5_bytes_and_latency(server, head_cache):
+    path = str(samples.imagenet_samples()[4][0])
+    r = subprocess.run([sys.executable, "-m", "splitwire", "send", "--url", server.url, "--model", MODEL, path],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "strawberry" in r.stdout
+    assert re.search(r"sent [\d.]+ KB \(splitwire\) vs 85\.8 KB raw float32", r.stdout), r.stdout
+    assert "round trip" in r.stdout
+
+
+def test_serve_cli_prints_ports_and_stops_on_sigterm(repo):
+    http, grpc, metrics = resolve_ports(0, 0, 0)
+    p = subprocess.Popen([sys.executable, "-m", "splitwire", "serve", str(repo), "--http-port", str(http),
+                          "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        line = ""
+        while time.monotonic() < deadline:
+            line = p.stdout.readline()
+            if "ready" in line or not line:
+                break
+        assert f"HTTP 127.0.0.1:{http}" in line and f"gRPC 127.0.0.1:{grpc}" in line, line
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=60) == 0
+        with pytest.raises(OSError):
+            urllib.request.urlopen(f"http://127.0.0.1:{http}/v2/health/ready", timeout=2)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(10)
+
+
+def test_edge_client_runs_without_torch(server, head_cache):
+    code = (
+        "import sys, numpy as np\n"
+        "sys.modules['torch'] = None  # any import of torch now fails\n"
+        "from client import SplitClient\n"
+        f"c = SplitClient({server.url!r}, {MODEL!r})\n"
+        "print(c.infer(np.zeros((1, 3, 224, 224), np.float32)).shape)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "(1, 1000)" in r.stdout
