@@ -318,19 +318,6 @@ def rans_encode(packed, tsel, freqs, prob_bits, nstreams):
 
 
 @njit
-def _decode_tables(freqs, prob_bits, dec_sym, dec_freq, dec_bias):
-    for t in range(freqs.shape[0]):
-        slot = 0
-        for a in range(freqs.shape[1]):
-            f = freqs[t, a]
-            for r in range(f):                       # slot - cum[a] == r
-                dec_sym[t, slot] = a
-                dec_freq[t, slot] = f
-                dec_bias[t, slot] = r
-                slot += 1
-
-
-@njit
 def _decode_tables(freqs, dec_sym, dec_freq, dec_bias):
     for t in range(freqs.shape[0]):
         slot = 0

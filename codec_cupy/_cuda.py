@@ -618,38 +618,7 @@ def encode(x, cfg) -> bytes:
 
 
 def encode_on(backend, x, cfg) -> bytes:
-    """``_encoder.encode`` with the tensor kept on the back end (mirrors it step for step)."""
-    engine = EngineOn(backend)
-    dtype = np.dtype(x.dtype)
-    axis = _encoder.channel_axis(cfg.axis, x.ndim)
-    outer, channels, inner = _encoder.view3(tuple(x.shape), axis)
-    xv = x.reshape(outer, channels, inner)
-    xv32 = xv.astype(np.float32, copy=False)
-    lo_hi = engine.minmax(xv32)
-    needs_host = cfg.clip != "none" or cfg.quantizer == "ecsq"       # subsampling policy runs in NumPy
-    stats_view = backend.to_host(xv32) if needs_host else xv32
-
-    class _Stats:                                                    # minmax already computed
-        @staticmethod
-        def minmax(_):
-            return lo_hi
-
-    params = _encoder.choose_params(_Stats, stats_view, cfg)
-    zsym = params.zero_symbols(channels)
-    q, nonzero, absdev = quantize(backend, xv, params, cfg.bits)
-    length = outer * inner
-    zero = (nonzero == 0) & (length > 0) if cfg.sparse != "off" else np.zeros(channels, bool)
-    use_mask = cfg.sparse == "on" or (cfg.sparse == "auto" and bool(zero.any()))
-    if not use_mask:
-        zero = np.zeros(channels, bool)
-    coded = np.flatnonzero(~zero).astype(np.int64)
-    ncoded = int(coded.size) if length else 0
-    k, tmap, freqs, prob_bits, nstreams, packed = _encoder._plan(engine, q, coded, ncoded, zsym, absdev, cfg)
-    streams, nwords = engine.rans_encode(packed, tmap[coded], freqs, prob_bits, nstreams)
-    header = _container.Header(
-        dtype=dtype, bits=cfg.bits, shape=tuple(x.shape), axis=axis,
-        scale=params.scale, zero_point=params.zero_point if params.levels is None else zsym[:1],
-        levels=params.levels, zero_mask=zero if use_mask else None, pack=k, prob_bits=prob_bits,
-        table_map=tmap.astype(np.uint8), freqs=freqs, nwords=nwords,
-        per_channel=cfg.granularity == "channel")
-    return _container.write(header, streams)
+    """``_encoder.encode_array`` with the tensor kept on the back end: the same steps and policy,
+    the data-parallel ones run by the kernels."""
+    return _encoder.encode_array(EngineOn(backend), x.astype(np.float32, copy=False), np.dtype(x.dtype), cfg,
+                                 to_host=backend.to_host)

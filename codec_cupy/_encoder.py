@@ -50,9 +50,12 @@ def view3(shape: tuple[int, ...], axis: int | None) -> tuple[int, int, int]:
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
-def choose_params(engine, xv: np.ndarray, cfg: CodecConfig) -> QuantParams:
+def choose_params(engine, xv, cfg: CodecConfig, to_host=np.asarray) -> QuantParams:
+    """Quantizer parameters; ``to_host`` brings a device view to NumPy for the subsampling policies."""
     lo, hi = engine.minmax(xv)                                      # also rejects NaN/Inf
     per_channel = cfg.granularity == "channel"
+    if cfg.clip != "none" or cfg.quantizer == "ecsq":
+        xv = to_host(xv)
     if cfg.clip != "none":
         lo, hi = clip_range(xv, per_channel, cfg.clip, cfg.percentile, cfg.bits)
     elif not per_channel:
@@ -71,10 +74,15 @@ def pack_candidates(cfg: CodecConfig) -> list[int]:
 
 def encode(engine, x, cfg: CodecConfig) -> bytes:
     x32, dtype = as_float32(x)
+    return encode_array(engine, x32, dtype, cfg)
+
+
+def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asarray) -> bytes:
+    """Encode a validated float32 array that may live on a device (``engine`` knows how to touch it)."""
     axis = channel_axis(cfg.axis, x32.ndim)
-    outer, channels, inner = view3(x32.shape, axis)
+    outer, channels, inner = view3(tuple(x32.shape), axis)
     xv = x32.reshape(outer, channels, inner)
-    params = choose_params(engine, xv, cfg)
+    params = choose_params(engine, xv, cfg, to_host)
     zsym = params.zero_symbols(channels)
     q, nonzero, absdev = engine.quantize(xv, params, cfg.bits)
 
@@ -86,8 +94,7 @@ def encode(engine, x, cfg: CodecConfig) -> bytes:
     coded = np.flatnonzero(~zero).astype(np.int64)
     ncoded = int(coded.size) if length else 0
 
-    plan = _plan(engine, q, coded, ncoded, zsym, absdev, cfg)
-    k, tmap, freqs, prob_bits, nstreams, packed = plan
+    k, tmap, freqs, prob_bits, nstreams, packed = _plan(engine, q, coded, ncoded, zsym, absdev, cfg)
     streams, nwords = engine.rans_encode(packed, tmap[coded], freqs, prob_bits, nstreams)
     header = _container.Header(
         dtype=dtype, bits=cfg.bits, shape=tuple(x32.shape), axis=axis,
