@@ -21,6 +21,12 @@ try:
 except ImportError:
     pb_utils = None
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+try:
+    from triton_tensors import host_array, quiet_capsule_noise  # the copy next to model.py
+except ImportError:
+    from backends.triton_tensors import host_array, quiet_capsule_noise
+
 
 def make_session(path: str, device: str = "cpu", device_id: int = 0, threads: int = 0):
     import onnxruntime as ort
@@ -42,25 +48,13 @@ def run_batched(session, inputs: list[np.ndarray], in_name: str = "features") ->
     return np.split(y, np.cumsum(sizes)[:-1], axis=0)
 
 
-def _quiet_capsule_noise(hook=sys.unraisablehook):
-    """See splitwire_decoder.py: NumPy 2's capsule destructor noise after from_dlpack."""
-    def filtered(u):
-        if isinstance(u.exc_value, ValueError) and "PyCapsule_GetPointer" in str(u.exc_value):
-            return
-        hook(u)
-    sys.unraisablehook = filtered
 
 
-def _host_array(tensor):
-    if tensor.is_cpu():
-        return np.from_dlpack(tensor)  # as_numpy() is wrong under NumPy 2
-    import cupy
-    return cupy.asnumpy(cupy.from_dlpack(tensor.to_dlpack()))
 
 
 class TritonPythonModel:
     def initialize(self, args):
-        _quiet_capsule_noise()
+        quiet_capsule_noise()
         config = json.loads(args["model_config"])
         self.in_name = config["input"][0]["name"]
         self.out_name = config["output"][0]["name"]
@@ -71,7 +65,7 @@ class TritonPythonModel:
 
     def execute(self, requests):
         try:
-            xs = [_host_array(pb_utils.get_input_tensor_by_name(r, self.in_name)) for r in requests]
+            xs = [host_array(pb_utils.get_input_tensor_by_name(r, self.in_name)) for r in requests]
             ys = run_batched(self.session, xs, self.in_name)
             return [pb_utils.InferenceResponse([pb_utils.Tensor.from_dlpack(self.out_name, np.ascontiguousarray(y))])
                     for y in ys]

@@ -31,6 +31,10 @@ try:
     import rawframe  # the copy next to model.py in a model repository
 except ImportError:
     from client import rawframe
+try:
+    from triton_tensors import host_array, quiet_capsule_noise  # the copy next to model.py
+except ImportError:
+    from backends.triton_tensors import host_array, quiet_capsule_noise
 
 import codec_cupy as cc
 from codec_cupy import errors as cerr
@@ -126,23 +130,8 @@ def _codec_decode(buf: np.ndarray, max_elements: int, engine: str, device: str):
 _HAS_DEVICE_ARG = "device" in inspect.signature(cc.decode).parameters
 
 
-def _quiet_capsule_noise(hook=sys.unraisablehook):
-    """NumPy 2's DLPack capsule destructor complains after the stub renamed the capsule it
-    consumed ("used_dltensor"): harmless, but it would print a traceback per response."""
-    def filtered(u):
-        if isinstance(u.exc_value, ValueError) and "PyCapsule_GetPointer" in str(u.exc_value):
-            return
-        hook(u)
-    sys.unraisablehook = filtered
 
 
-def _host_array(tensor):
-    """An input pb_utils.Tensor as NumPy. ``as_numpy()`` is wrong under NumPy 2 (the stub's
-    pybind11 reads the old descriptor layout), DLPack is right."""
-    if tensor.is_cpu():
-        return np.from_dlpack(tensor)
-    import cupy
-    return cupy.asnumpy(cupy.from_dlpack(tensor.to_dlpack()))
 
 
 class _Metrics:
@@ -176,7 +165,7 @@ class _Metrics:
 
 class TritonPythonModel:
     def initialize(self, args):
-        _quiet_capsule_noise()
+        quiet_capsule_noise()
         config = json.loads(args["model_config"])
         self.limits = Limits.from_parameters(config.get("parameters", {}))
         engine = config.get("parameters", {}).get("engine", {}).get("string_value", "auto")
@@ -199,7 +188,7 @@ class TritonPythonModel:
         responses = []
         for request in requests:
             try:
-                blob = _host_array(pb_utils.get_input_tensor_by_name(request, "BLOB"))
+                blob = host_array(pb_utils.get_input_tensor_by_name(request, "BLOB"))
                 self.metrics.requests.increment(1)
                 self.metrics.bytes.increment(int(blob.size))
                 t0 = time.perf_counter()

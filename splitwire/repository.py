@@ -149,9 +149,11 @@ def write(out: Path, *, name: str, meta: dict, head_onnx: Path, tail_onnx: Path,
         (d / "config.pbtxt").write_text(config)
     shutil.copy(_BACKENDS / "splitwire_decoder.py", out / f"{name}_decoder" / "1" / "model.py")
     shutil.copy(_RAWFRAME, out / f"{name}_decoder" / "1" / "rawframe.py")
+    shutil.copy(_BACKENDS / "triton_tensors.py", out / f"{name}_decoder" / "1" / "triton_tensors.py")
     shutil.copy(tail_onnx, out / f"{name}_tail" / "1" / "model.onnx")
     if tail_backend == "python":
         shutil.copy(_BACKENDS / "onnx_tail.py", out / f"{name}_tail" / "1" / "model.py")
+        shutil.copy(_BACKENDS / "triton_tensors.py", out / f"{name}_tail" / "1" / "triton_tensors.py")
     shutil.copy(head_onnx, out / f"{name}_head" / "1" / "head.onnx")
     shutil.copy(_BACKENDS / "head_bundle.py", out / f"{name}_head" / "1" / "model.py")
     (out / name / "1" / ".keep").write_text("")  # ensembles need an (empty) version directory
