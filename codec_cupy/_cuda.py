@@ -609,11 +609,7 @@ def encode(x, cfg) -> bytes:
             x = cupy.asarray(x)
         else:
             raise InputError(f"encode expects a CuPy/NumPy/DLPack float array, got {type(x).__name__}")
-    dtype = np.dtype(x.dtype)
-    if dtype not in _container.DTYPE_CODES:
-        raise InputError(f"encode takes float32 or float16 tensors, got {dtype}; convert with .astype(np.float32)")
-    if x.ndim > _container.MAX_NDIM:
-        raise InputError(f"encode takes at most {_container.MAX_NDIM} dimensions, got {x.ndim}; reshape first")
+    _encoder.check_input(x)
     return encode_on(backend, cupy.ascontiguousarray(x), cfg)
 
 

@@ -20,8 +20,8 @@ PROB_BITS_FIRST = 12
 PROB_BITS_LAST = 14                   # larger tables cost more than they save here
 
 
-def as_float32(x) -> tuple[np.ndarray, np.dtype]:
-    """The input as a C-contiguous float32 array, and the dtype it came in."""
+def check_input(x) -> np.dtype:
+    """The dtype of an encodable tensor (NumPy, CuPy, ...); InputError names what is wrong."""
     if not hasattr(x, "dtype") or not hasattr(x, "shape"):
         raise InputError(f"encode expects a NumPy (or CuPy) float array, got {type(x).__name__}")
     dtype = np.dtype(x.dtype)
@@ -29,6 +29,12 @@ def as_float32(x) -> tuple[np.ndarray, np.dtype]:
         raise InputError(f"encode takes float32 or float16 tensors, got {dtype}; convert with .astype(np.float32)")
     if x.ndim > _container.MAX_NDIM:
         raise InputError(f"encode takes at most {_container.MAX_NDIM} dimensions, got {x.ndim}; reshape first")
+    return dtype
+
+
+def as_float32(x) -> tuple[np.ndarray, np.dtype]:
+    """The input as a C-contiguous float32 array, and the dtype it came in."""
+    dtype = check_input(x)
     return np.asarray(x, dtype=np.float32, order="C"), dtype  # keeps 0-d arrays 0-d
 
 

@@ -62,7 +62,6 @@ def test_per_channel_error_bound(rng):
     info = cc.inspect(blob)
     assert info["granularity"] == "channel"
     y = cc.decode(blob)
-    scales = np.frombuffer(bytes(0), np.float32)  # noqa: F841 - scales checked via inspect
     assert np.all(y[x == 0] == 0)
     assert np.sqrt(np.mean((y - x) ** 2)) < np.sqrt(np.mean((cc.decode(cc.encode(x, cc.CodecConfig(bits=6))) - x) ** 2))
 
