@@ -12,6 +12,7 @@ import numpy as np
 from ._container import RANS_L, STATE_BYTES, Header
 from ._jit import HAVE_NUMBA, njit
 from ._quantizer import QuantParams
+from ._tablecodec import cumulative
 from .errors import CorruptStreamError, InputError
 
 NAME = "cpu"
@@ -299,11 +300,6 @@ def histograms(q, coded, zsym, bits, ks):
     return out
 
 
-def _cum(freqs: np.ndarray) -> np.ndarray:
-    f = freqs.astype(np.int64)
-    return np.concatenate((np.zeros((f.shape[0], 1), np.int64), np.cumsum(f, axis=1)[:, :-1]), axis=1)
-
-
 def rans_encode(packed, tsel, freqs, prob_bits, nstreams):
     """Streams of the packed symbols (Cc, G); ``tsel`` is the table of each coded channel."""
     total = packed.size
@@ -313,7 +309,7 @@ def rans_encode(packed, tsel, freqs, prob_bits, nstreams):
         return out[:0], nwords
     scratch = np.empty(-(-total // nstreams), np.uint16)
     n = _rans_encode(packed.reshape(-1), tsel.astype(np.int64), packed.shape[1], freqs.astype(np.int64),
-                     _cum(freqs), prob_bits, nstreams, out, nwords, scratch)
+                     cumulative(freqs), prob_bits, nstreams, out, nwords, scratch)
     return out[:n], nwords
 
 

@@ -35,6 +35,7 @@ import numpy as np
 from . import _container, _encoder
 from ._container import Header
 from ._quantizer import QuantParams
+from ._tablecodec import cumulative
 from .errors import CorruptStreamError, EngineUnavailableError, InputError, LimitExceededError
 
 NAME = "cuda"
@@ -103,7 +104,7 @@ def build_lut(freqs: np.ndarray, prob_bits: int) -> tuple[np.ndarray, np.ndarray
     freqs = np.asarray(freqs, np.int64)
     ntables, alphabet = freqs.shape
     m = 1 << prob_bits
-    cum = np.concatenate((np.zeros((ntables, 1), np.int64), np.cumsum(freqs, axis=1)), axis=1)
+    cum = cumulative(freqs)
     fb = np.empty(ntables * m, np.uint32)
     sym = np.empty(ntables * m, np.uint8)
     slots = np.arange(m, dtype=np.int64)
@@ -500,7 +501,7 @@ def rans_encode(backend, packed, tsel, freqs, prob_bits, nstreams):
     per = -(-npk // nstreams)
     freqs = np.asarray(freqs, np.int64)
     alphabet = freqs.shape[1]
-    cum = np.concatenate((np.zeros((freqs.shape[0], 1), np.int64), np.cumsum(freqs, axis=1)[:, :-1]), axis=1)
+    cum = cumulative(freqs)
     fc = (freqs | (cum << 16)).astype(np.uint32).ravel()
     packed_d = xp.ascontiguousarray(backend.to_device(packed).astype(np.uint8, copy=False)).reshape(-1)
     scratch = xp.empty(npk, np.uint16)

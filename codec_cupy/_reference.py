@@ -10,6 +10,7 @@ import numpy as np
 
 from ._container import Header, RANS_L, STATE_BYTES
 from ._quantizer import QuantParams
+from ._tablecodec import cumulative
 from .errors import CorruptStreamError, InputError
 
 NAME = "reference"
@@ -74,7 +75,7 @@ def rans_encode(packed, tsel, freqs, prob_bits, nstreams):
     """
     symbols = packed.reshape(-1)
     table_of = np.repeat(tsel, packed.shape[1])                       # table of each packed symbol
-    cum = np.concatenate((np.zeros((freqs.shape[0], 1), np.int64), np.cumsum(freqs, axis=1)), axis=1)
+    cum = cumulative(freqs)
     per = -(-symbols.size // nstreams) if nstreams else 0
     chunks, nwords = [], []
     for s in range(nstreams):
@@ -114,7 +115,7 @@ def decode_symbols(h: Header, buf: np.ndarray) -> np.ndarray:
     n = h.prob_bits
     mask = (1 << n) - 1
     freqs = h.freqs.astype(np.int64)
-    cum = np.concatenate((np.zeros((h.ntables, 1), np.int64), np.cumsum(freqs, axis=1)), axis=1)
+    cum = cumulative(freqs)
     # slot -> symbol lookup per table
     lookup = [np.repeat(np.arange(h.alphabet), freqs[t]) for t in range(h.ntables)]
     table_of = np.repeat(h.table_map[h.coded_channels].astype(np.int64), h.groups)

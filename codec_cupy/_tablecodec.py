@@ -24,6 +24,12 @@ MAX_ZEROS = 24
 MAX_CODE_BITS = 46
 
 
+def cumulative(freqs) -> np.ndarray:
+    """Exclusive prefix sums per table (T, A): cum[t, a] = f[t, 0] + ... + f[t, a - 1]."""
+    f = np.asarray(freqs, np.int64)
+    return np.concatenate((np.zeros((f.shape[0], 1), np.int64), np.cumsum(f, axis=1)[:, :-1]), axis=1)
+
+
 def max_tables_bytes(ntables: int, alphabet: int) -> int:
     """An upper bound on ``write_tables`` output, for its buffer."""
     return (ntables * (4 + alphabet * MAX_CODE_BITS) + 7) // 8 + 8

@@ -10,6 +10,7 @@ from hypothesis import strategies as st
 import codec_cupy as cc
 from codec_cupy import _container
 from codec_cupy._bits import put_uvarint
+from codec_cupy._tablecodec import write_tables
 from codec_cupy._crc32c import crc32c, crc32c_reference
 from codec_cupy.errors import (BadMagicError, ChecksumError, CorruptStreamError, DecodeError, HeaderError,
                                LimitExceededError, TruncatedError, UnsupportedVersionError)
@@ -105,16 +106,11 @@ def _blob_with_model(pack=1, prob_bits=8, ntables=1, tables=b"", directory=b"", 
     return reseal(bytes(body) + tables + directory + payload)
 
 
-def _tables(freqs, g=0):
-    """Serialize one table with our own writer (test independence from the encoder's order choice)."""
-    from codec_cupy._bits import BitWriter
-    out = bytearray()
-    w = BitWriter(out)
-    w.bits(g, 4)
-    for f in freqs:
-        w.exp_golomb(int(f), g)
-    w.finish()
-    return bytes(out)
+def _tables(freqs):
+    """One serialized table, frequencies taken as given (they need not be valid)."""
+    freqs = np.array([freqs], np.int64)
+    out = np.zeros(len(freqs[0]) * 8 + 16, np.uint8)       # 64 bits per entry: room for 2**30
+    return out[:write_tables(freqs, out)].tobytes()
 
 
 def test_model_fields_out_of_range():
