@@ -25,3 +25,15 @@ def signed_features(rng, shape=(2, 16, 7, 9)):
     """Linear-bottleneck-like features: signed, dense."""
     scale = np.exp(rng.normal(size=(1, shape[1]) + (1,) * (len(shape) - 2)))
     return (rng.laplace(size=shape) * scale).astype(np.float32)
+
+
+# Codec configurations the CUDA engine tests run through (host emulation and real GPU alike).
+CUDA_CONFIGS = [
+    dict(),
+    dict(granularity="channel"),
+    dict(quantizer="ecsq"),
+    dict(tables=4, prob_bits=15),
+    dict(tables=16, prob_bits=8, sparse="on"),
+    dict(streams=5, sparse="off"),
+    dict(clip="percentile", percentile=99.0, granularity="channel", tables=3),
+]

@@ -21,7 +21,7 @@ import codec_cupy as cc
 from codec_cupy import _container, _cuda, _reference
 from codec_cupy._crc32c import crc32c
 from codec_cupy.errors import CorruptStreamError
-from conftest import relu_features, signed_features
+from conftest import CUDA_CONFIGS, relu_features, signed_features
 
 pytestmark = pytest.mark.gpu
 
@@ -37,14 +37,7 @@ def bits_of(a) -> np.ndarray:
     return a.view(np.uint32 if a.dtype == np.float32 else np.uint16)
 
 
-CONFIGS = [
-    dict(),
-    dict(granularity="channel"),
-    dict(quantizer="ecsq"),
-    dict(tables=4, prob_bits=15),
-    dict(tables=16, prob_bits=8, sparse="on"),
-    dict(streams=5, sparse="off"),
-]
+CONFIGS = CUDA_CONFIGS
 
 
 @pytest.mark.parametrize("bits", range(1, 9))

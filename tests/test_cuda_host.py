@@ -24,7 +24,7 @@ import codec_cupy as cc
 from codec_cupy import _container, _cuda, _encoder, _reference
 from codec_cupy._crc32c import crc32c
 from codec_cupy.errors import CorruptStreamError, DecodeError
-from conftest import relu_features, signed_features
+from conftest import CUDA_CONFIGS, relu_features, signed_features
 
 ROOT = Path(__file__).resolve().parents[1]
 BUILD_DIR = ROOT / ".cache" / "sw_emu"
@@ -179,15 +179,7 @@ def sparse_features(rng, shape, sparsity):
 # decode
 # ------------------------------------------------------------------------------------------------
 
-CONFIGS = [
-    dict(),
-    dict(granularity="channel"),
-    dict(quantizer="ecsq"),
-    dict(tables=4, prob_bits=15),
-    dict(tables=16, prob_bits=8, sparse="on"),
-    dict(streams=5, sparse="off"),
-    dict(clip="percentile", percentile=99.0, granularity="channel", tables=3),
-]
+CONFIGS = CUDA_CONFIGS
 
 
 @pytest.mark.parametrize("bits", range(1, 9))
