@@ -192,7 +192,8 @@ def docker_command(repository: str | Path, *, http_port: int = 8000, grpc_port: 
     """The equivalent ``docker run`` on NVIDIA's NGC image (same server release, 2.51).
 
     The NGC image has Triton's onnxruntime backend; its Python backend needs codec_cupy
-    (and cupy for KIND_GPU), installed at start-up from the mounted source tree.
+    (and cupy for KIND_GPU) in a Python 3.11 environment, set up at start-up from the mounted
+    source tree by ``deploy/ngc_setup.sh`` (the image's own Python is 3.10).
     """
     repo = Path(repository).resolve()
     src = Path(__file__).resolve().parent.parent
@@ -201,8 +202,8 @@ def docker_command(repository: str | Path, *, http_port: int = 8000, grpc_port: 
         parts += ["--gpus=all"]
     parts += ["-p", f"{http_port}:8000", "-p", f"{grpc_port}:8001", "-p", f"{metrics_port}:8002",
               "-v", f"{repo}:/models", "-v", f"{src}:/opt/splitwire", image, "bash", "-c",
-              "pip install --no-cache-dir /opt/splitwire" + ("[gpu]" if gpus else "") +
-              " && tritonserver --model-repository=/models"]
+              "bash /opt/splitwire/deploy/ngc_setup.sh" + (" gpu" if gpus else "") +
+              " && PATH=/opt/splitwire-venv/bin:$PATH tritonserver --model-repository=/models"]
     return shlex.join(parts)
 
 

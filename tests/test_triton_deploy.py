@@ -41,3 +41,19 @@ def test_docker_command_uses_the_matching_ngc_release(tmp_path):
 
 def test_start_script_is_valid_bash():
     subprocess.run(["bash", "-n", str(DEPLOY / "start_local.sh")], check=True)
+
+
+def test_ngc_setup_swaps_in_a_stub_the_wheel_really_ships():
+    """The NGC image's Python is 3.10; ngc_setup.sh brings a 3.11 venv and the wheel's 3.11 stub."""
+    script = DEPLOY / "ngc_setup.sh"
+    subprocess.run(["bash", "-n", str(script)], check=True)
+    text = script.read_text()
+    assert "python_backend_stubs/3.11/triton_python_backend_stub" in text
+    assert "ngc_setup.sh gpu" in (DEPLOY / "Dockerfile").read_text()
+    assert "ngc_setup.sh gpu" in docker_command(DEPLOY)
+    from splitwire import triton_env
+    try:
+        bundled = triton_env.find_bundled()
+    except triton_env.TritonNotFound:
+        pytest.skip("nvidia-pytriton not installed")
+    assert bundled.stub("3.11").is_file()
