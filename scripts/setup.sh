@@ -18,7 +18,7 @@ export PIP_DISABLE_PIP_VERSION_CHECK=1
 pip install -q --upgrade pip
 # torch first, pinned: 2.13.0 is the CPU wheel on this machine's disk (any other spec downloads GBs).
 pip install -q "torch==2.13.0"
-pip install -q -e ".[edge,export,bench,test]"
+pip install -q -e ".[edge,export,bench,test,eval]"
 # The bundled Triton server: pytriton pins numpy<2, but the codec (and CuPy 14) need numpy 2, and the
 # server binary does not care -> install it without its dependencies.
 pip install -q --no-deps "nvidia-pytriton==0.7.0"

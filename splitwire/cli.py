@@ -1,4 +1,4 @@
-"""``splitwire`` command line: export, serve, send, demo."""
+"""``splitwire`` command line: export, serve, send, bench, demo, eval."""
 
 from __future__ import annotations
 
@@ -44,7 +44,8 @@ def _export(a) -> int:
         res = export_split(spec.module, layer, a.out, name=name, input_shape=spec.input_shape, bits=a.bits,
                            granularity=a.granularity, clip=a.clip, quantizer=a.quantizer,
                            preprocess=spec.preprocess, labels=spec.labels, tail_backend=a.tail_backend,
-                           device=a.device, max_batch=a.max_batch, instances=a.instances)
+                           device=a.device, max_batch=a.max_batch, instances=a.instances,
+                           channel_axis=spec.channel_axis)
     except (SplitError, VerificationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
@@ -119,6 +120,47 @@ def _demo(a) -> int:
     return 0 if summary["split_matches_unsplit"] == summary["images"] or a.bits < 8 else 1
 
 
+def _eval(a) -> int:
+    from .evaluation import ConfigError
+
+    root = Path(__file__).resolve().parent.parent
+    config = a.config or str(root / "configs" / "eval" / ("quick.yaml" if a.quick else "default.yaml"))
+    try:
+        from .evaluation.config import load_config
+
+        cfg = load_config(config)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    out = Path(a.out) if a.out else Path("results") / "eval" / cfg.name
+    from .evaluation.plots import plot_all
+    from .evaluation.writers import read_results, write_results
+
+    if a.results:
+        results = read_results(a.results)
+        out = Path(a.results) if Path(a.results).is_dir() else Path(a.results).parent
+    else:
+        from .evaluation.runner import run_sweep
+
+        results = run_sweep(cfg, out, progress=not a.no_progress)
+        paths = write_results(results, out)
+        print(f"{len(results['points'])} points in {results['wall_s']:.0f} s -> {paths['json']}, {paths['csv']}")
+    plots = plot_all(results, out / "plots")
+    print("plots: " + ", ".join(map(str, plots)))
+    errors = [r for r in results["points"] if r.get("error")]
+    if errors:
+        print(f"{len(errors)} point(s) failed or were skipped (see 'error' in results.json)", file=sys.stderr)
+    if a.report:
+        from .evaluation.report import write_report
+
+        md = Path(a.report)
+        intro_file = Path(a.report_intro) if a.report_intro else None
+        intro = intro_file.read_text() if intro_file and intro_file.is_file() else ""
+        write_report(results, out / "plots", md, intro=intro, copy_plots_to=md.parent / "results")
+        print(f"report: {md}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="splitwire", description=__doc__)
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -185,6 +227,17 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--grpc-port", type=int, default=0)
     d.add_argument("--metrics-port", type=int, default=0)
     d.set_defaults(fn=_demo)
+
+    v = sub.add_parser("eval", help="rate-accuracy sweep: models x split points x codecs (configs/eval/*.yaml)")
+    v.add_argument("config", nargs="?", help="sweep YAML (default: configs/eval/default.yaml)")
+    v.add_argument("--quick", action="store_true", help="the CI sweep, configs/eval/quick.yaml (< 3 min)")
+    v.add_argument("--out", help="output directory (default: results/eval/<config name>/)")
+    v.add_argument("--results", help="skip the sweep: re-plot/report an existing results.json (or its folder)")
+    v.add_argument("--report", nargs="?", const="docs/RESULTS.md",
+                   help="also write the markdown report (default docs/RESULTS.md; plots copied to docs/results/)")
+    v.add_argument("--report-intro", help="markdown file whose text opens the report")
+    v.add_argument("--no-progress", action="store_true", help="no progress bar")
+    v.set_defaults(fn=_eval)
     return p
 
 

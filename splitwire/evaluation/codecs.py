@@ -1,0 +1,417 @@
+"""The codecs a sweep compares, behind one interface.
+
+A codec is built for one feature layout (:class:`FeatureInfo`: the shape of one sample's tensor,
+batch dimension of 1 included, and its channel axis) and codes ONE sample at a time, as a deployed
+edge device does: ``encode(x) -> bytes`` with everything the receiver needs beyond the layout
+(headers, side information) inside the bytes, ``decode(bytes) -> x``. The rate of a point is
+``len(bytes)`` averaged over samples.
+
+Registry (``type:`` in the YAML):
+
+* ``splitwire``: codec_cupy (uniform/ECSQ, per tensor/channel, clipping), one blob per sample.
+* ``float32`` / ``float16``: raw little-endian values.
+* ``int8``: per-tensor min-max to uint8 + 8-byte (min, max) header, then ``zstd`` (level 3) or ``lz4``
+  (frame); ``entropy: none`` sends the bytes as they are.
+* ``png`` / ``jpeg`` / ``webp`` / ``hevc``: the channel maps tiled into one near-square gray image,
+  min-max quantized to 8 bits (the 8-byte min/max header is counted), then coded by Pillow
+  (PNG lossless, JPEG and WebP at a quality) or by x265 through PyAV (one intra frame at a QP,
+  the way Cohen, Choi & Bajic 2021 code tiled channels with HEVC).
+"""
+
+from __future__ import annotations
+
+import io
+import itertools
+import math
+import struct
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = ["FeatureInfo", "Codec", "CODECS", "make_codec", "expand_codec_entry", "tile", "untile",
+           "hevc_available"]
+
+
+@dataclass(frozen=True)
+class FeatureInfo:
+    shape: tuple[int, ...]     # one sample, batch dim (1) included, e.g. (1, 112, 14, 14)
+    channel_axis: int = 1
+
+    @property
+    def elements(self) -> int:
+        return int(np.prod(self.shape))
+
+
+class Codec:
+    """Base class: subclasses set ``type`` and implement encode/decode of one sample."""
+
+    type = ""
+    lossless = False
+
+    def __init__(self, params: dict, feature: FeatureInfo):
+        self.params = dict(params)
+        self.feature = feature
+
+    def encode(self, x: np.ndarray) -> bytes:
+        raise NotImplementedError
+
+    def decode(self, blob: bytes) -> np.ndarray:
+        raise NotImplementedError
+
+
+class SplitwireCodec(Codec):
+    type = "splitwire"
+
+    def __init__(self, params, feature):
+        super().__init__(params, feature)
+        import codec_cupy as cc
+
+        self._cc = cc
+        axis = feature.channel_axis if len(feature.shape) > feature.channel_axis else None
+        p = dict(params)
+        if axis is None and p.get("granularity") == "channel":
+            p["granularity"] = "tensor"
+        self.config = cc.CodecConfig(axis=axis, **p)
+
+    def encode(self, x):
+        return bytes(self._cc.encode(np.ascontiguousarray(x, dtype=np.float32), self.config))
+
+    def decode(self, blob):
+        return np.asarray(self._cc.decode(blob), dtype=np.float32)
+
+
+class Float32Codec(Codec):
+    type = "float32"
+    lossless = True
+
+    def encode(self, x):
+        return np.ascontiguousarray(x, dtype="<f4").tobytes()
+
+    def decode(self, blob):
+        return np.frombuffer(blob, dtype="<f4").reshape(self.feature.shape).astype(np.float32)
+
+
+class Float16Codec(Codec):
+    type = "float16"
+
+    def encode(self, x):
+        return np.ascontiguousarray(x, dtype="<f2").tobytes()
+
+    def decode(self, blob):
+        return np.frombuffer(blob, dtype="<f2").reshape(self.feature.shape).astype(np.float32)
+
+
+_MINMAX = struct.Struct("<ff")
+
+
+def minmax_u8(x: np.ndarray) -> tuple[bytes, np.ndarray]:
+    """Per-tensor min-max quantization to 8 bits: (8-byte header, uint8 values)."""
+    lo, hi = float(x.min()), float(x.max())
+    lo32, hi32 = np.float32(lo), np.float32(hi)
+    span = float(hi32) - float(lo32)
+    q = np.zeros(x.shape, np.uint8) if span <= 0 else \
+        np.clip(np.rint((x.astype(np.float64) - float(lo32)) * (255.0 / span)), 0, 255).astype(np.uint8)
+    return _MINMAX.pack(lo32, hi32), q
+
+
+def minmax_u8_inverse(header: bytes, q: np.ndarray) -> np.ndarray:
+    lo, hi = _MINMAX.unpack(header)
+    return (lo + q.astype(np.float32) * np.float32((hi - lo) / 255.0)).astype(np.float32)
+
+
+class Int8Codec(Codec):
+    type = "int8"
+
+    def __init__(self, params, feature):
+        super().__init__(params, feature)
+        self.entropy = params.get("entropy", "zstd")
+        if self.entropy == "zstd":
+            import zstandard
+
+            self._c = zstandard.ZstdCompressor(level=int(params.get("level", 3)))
+            self._d = zstandard.ZstdDecompressor()
+        elif self.entropy == "lz4":
+            import lz4.frame
+
+            self._lz4 = lz4.frame
+
+    def encode(self, x):
+        head, q = minmax_u8(x)
+        raw = q.tobytes()
+        if self.entropy == "zstd":
+            raw = self._c.compress(raw)
+        elif self.entropy == "lz4":
+            raw = self._lz4.compress(raw)
+        return head + raw
+
+    def decode(self, blob):
+        raw = blob[8:]
+        if self.entropy == "zstd":
+            raw = self._d.decompress(raw)
+        elif self.entropy == "lz4":
+            raw = self._lz4.decompress(raw)
+        q = np.frombuffer(raw, np.uint8).reshape(self.feature.shape)
+        return minmax_u8_inverse(blob[:8], q)
+
+
+# ---- tiling: C channel maps of one sample -> one gray image --------------------------------------
+
+def _channels_first(x: np.ndarray, axis: int) -> np.ndarray:
+    """One sample (batch dim 1) -> [C, H, W]; 1-D maps become [C, 1, L]."""
+    y = np.moveaxis(x[0], axis - 1, 0) if x.ndim > axis else x[0][None]
+    if y.ndim == 1:
+        return y[:, None, None]
+    if y.ndim == 2:
+        return y[:, None, :]
+    return y.reshape(y.shape[0], y.shape[1], -1)
+
+
+def grid(c: int) -> tuple[int, int]:
+    cols = math.ceil(math.sqrt(c))
+    return math.ceil(c / cols), cols
+
+
+def tile(maps: np.ndarray) -> np.ndarray:
+    """[C, H, W] -> a (rows*H, cols*W) mosaic, channels in row-major order, unused tiles zero."""
+    c, h, w = maps.shape
+    rows, cols = grid(c)
+    out = np.zeros((rows * cols, h, w), maps.dtype)
+    out[:c] = maps
+    return out.reshape(rows, cols, h, w).transpose(0, 2, 1, 3).reshape(rows * h, cols * w)
+
+
+def untile(img: np.ndarray, c: int, h: int, w: int) -> np.ndarray:
+    rows, cols = grid(c)
+    return img[: rows * h, : cols * w].reshape(rows, h, cols, w).transpose(0, 2, 1, 3).reshape(-1, h, w)[:c]
+
+
+class TiledCodec(Codec):
+    """Tile, 8-bit min-max quantize (8-byte header), code the gray image (subclasses)."""
+
+    def __init__(self, params, feature):
+        super().__init__(params, feature)
+        x = np.zeros(feature.shape, np.float32)
+        self._maps_shape = _channels_first(x, feature.channel_axis).shape
+
+    def encode(self, x):
+        maps = _channels_first(np.asarray(x, np.float32), self.feature.channel_axis)
+        head, q = minmax_u8(maps)
+        return head + self.code_image(tile(q))
+
+    def decode(self, blob):
+        c, h, w = self._maps_shape
+        rows, cols = grid(c)
+        img = self.decode_image(blob[8:], (rows * h, cols * w))
+        maps = minmax_u8_inverse(blob[:8], untile(img, c, h, w))
+        # back to the sample's layout
+        ax = self.feature.channel_axis
+        shape = list(self.feature.shape[1:])
+        if len(self.feature.shape) > ax:
+            moved = [shape[ax - 1]] + [s for i, s in enumerate(shape) if i != ax - 1]
+            y = np.moveaxis(maps.reshape(moved), 0, ax - 1)
+        else:
+            y = maps.reshape(shape)
+        return np.ascontiguousarray(y[None], dtype=np.float32)
+
+    def code_image(self, img: np.ndarray) -> bytes:
+        raise NotImplementedError
+
+    def decode_image(self, data: bytes, hw: tuple[int, int]) -> np.ndarray:
+        raise NotImplementedError
+
+
+class _PILCodec(TiledCodec):
+    fmt = ""
+
+    def save_args(self) -> dict:
+        return {}
+
+    def code_image(self, img):
+        from PIL import Image
+
+        buf = io.BytesIO()
+        Image.fromarray(img, "L").save(buf, self.fmt, **self.save_args())
+        return buf.getvalue()
+
+    def decode_image(self, data, hw):
+        from PIL import Image
+
+        return np.asarray(Image.open(io.BytesIO(data)).convert("L"), np.uint8)
+
+
+class PNGCodec(_PILCodec):
+    type = "png"
+    fmt = "PNG"
+
+    def save_args(self):
+        return {"compress_level": 9, "optimize": True}
+
+
+class JPEGCodec(_PILCodec):
+    type = "jpeg"
+    fmt = "JPEG"
+
+    def save_args(self):
+        return {"quality": int(self.params["quality"]), "optimize": True}
+
+
+class WebPCodec(_PILCodec):
+    type = "webp"
+    fmt = "WEBP"
+
+    def save_args(self):
+        return {"quality": int(self.params["quality"]), "method": int(self.params.get("method", 4))}
+
+
+def hevc_available() -> str | None:
+    """None when PyAV's libx265 encoder and HEVC decoder work, else the reason."""
+    try:
+        import av
+
+        av.codec.Codec("libx265", "w")
+        av.codec.Codec("hevc", "r")
+    except Exception as e:  # ImportError, UnknownCodecError
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+class HEVCCodec(TiledCodec):
+    """One intra frame, constant QP, coded by x265 (PyAV's bundled FFmpeg); the bitstream (VPS/SPS/PPS
+    + slice; x265's informational SEI is turned off with ``info=0``) and the 8-byte min/max header are
+    what is counted. The frame is padded by edge replication to a multiple of 8 and at least 32 x 32,
+    the smallest frame x265 accepts (cropped after decoding)."""
+
+    type = "hevc"
+
+    def __init__(self, params, feature):
+        super().__init__(params, feature)
+        import av
+
+        self._av = av
+        self.qp = int(params["qp"])
+        self.pix_fmt = params.get("pix_fmt", "gray")
+        self.preset = params.get("preset", "medium")
+
+    def code_image(self, img):
+        av = self._av
+        h, w = img.shape
+        ph, pw = max(32, h + (-h % 8)) - h, max(32, w + (-w % 8)) - w
+        frame_img = np.pad(img, ((0, ph), (0, pw)), mode="edge") if ph or pw else img
+        ctx = av.CodecContext.create("libx265", "w")
+        ctx.width, ctx.height = frame_img.shape[1], frame_img.shape[0]
+        ctx.pix_fmt = self.pix_fmt
+        ctx.options = {"preset": self.preset,
+                       "x265-params": f"qp={self.qp}:keyint=1:log-level=none:info=0:pools=none:frame-threads=1"}
+        if self.pix_fmt == "gray":
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_img), format="gray")
+        else:
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame_img), format="gray").reformat(
+                format=self.pix_fmt)
+        packets = list(ctx.encode(frame)) + list(ctx.encode(None))
+        return b"".join(bytes(p) for p in packets)
+
+    def decode_image(self, data, hw):
+        av = self._av
+        ctx = av.CodecContext.create("hevc", "r")
+        frames = list(ctx.decode(av.Packet(data))) + list(ctx.decode(None))
+        if not frames:
+            raise ValueError("HEVC decoder returned no frame")
+        f = frames[0]
+        img = f.to_ndarray(format="gray") if f.format.name != "gray" else f.to_ndarray()
+        return np.ascontiguousarray(img[: hw[0], : hw[1]])
+
+
+CODECS: dict[str, type[Codec]] = {c.type: c for c in (
+    SplitwireCodec, Float32Codec, Float16Codec, Int8Codec, PNGCodec, JPEGCodec, WebPCodec, HEVCCodec)}
+
+# type -> (allowed keys, sweep key that varies along a line or None, display name)
+_SCHEMA = {
+    "splitwire": ({"bits", "quantizer", "granularity", "clip", "percentile", "ecsq_lambda", "sparse"}, "bits",
+                  "splitwire"),
+    "float32": (set(), None, "float32"),
+    "float16": (set(), None, "float16"),
+    "int8": ({"entropy", "level"}, None, "int8"),
+    "png": (set(), None, "PNG (tiled)"),
+    "jpeg": ({"quality"}, "quality", "JPEG (tiled)"),
+    "webp": ({"quality", "method"}, "quality", "WebP (tiled)"),
+    "hevc": ({"qp", "preset", "pix_fmt"}, "qp", "HEVC x265 (tiled)"),
+}
+_REQUIRED = {"jpeg": ("quality",), "webp": ("quality",), "hevc": ("qp",)}
+
+
+def _line_name(typ: str, p: dict) -> str:
+    if typ == "splitwire":
+        s = f"splitwire {p.get('quantizer', 'uniform')}/{p.get('granularity', 'tensor')}"
+        if p.get("quantizer") == "ecsq":
+            s += f" λ={p.get('ecsq_lambda', 0.15):g}"
+        if p.get("clip", "none") != "none":
+            s += f" clip={p['clip']}"
+            if p["clip"] == "percentile":
+                s += f"({p.get('percentile', 99.99):g})"
+        if p.get("sparse", "auto") != "auto":
+            s += f" sparse={p['sparse']}"
+        return s
+    if typ == "int8":
+        e = p.get("entropy", "zstd")
+        return "int8" if e == "none" else f"int8+{e}"
+    return _SCHEMA[typ][2]
+
+
+def _point_label(line: str, typ: str, p: dict) -> str:
+    key = _SCHEMA[typ][1]
+    return f"{line} {key}={p[key]}" if key else line
+
+
+def expand_codec_entry(entry: dict) -> list[dict]:
+    """One YAML ``codecs:`` item -> codec points ``{"type", "line", "label", "params"}``: every
+    list-valued parameter is a sweep axis (cartesian product)."""
+    entry = dict(entry)
+    typ = entry.pop("type")
+    if typ not in CODECS:
+        raise ValueError(f"unknown codec type {typ!r}; known: {', '.join(CODECS)}")
+    allowed, _, _ = _SCHEMA[typ]
+    extra = sorted(set(entry) - allowed)
+    if extra:
+        raise ValueError(f"{typ}: unknown key(s) {', '.join(map(repr, extra))}; allowed: "
+                         f"{', '.join(sorted(allowed)) or 'none'}")
+    for k in _REQUIRED.get(typ, ()):
+        if k not in entry:
+            raise ValueError(f"{typ}: missing required key {k!r}")
+    axes = {k: (v if isinstance(v, list) else [v]) for k, v in entry.items()}
+    for k, v in axes.items():
+        if not v:
+            raise ValueError(f"{typ}.{k}: empty list")
+    points = []
+    for combo in itertools.product(*axes.values()) if axes else [()]:
+        p = dict(zip(axes.keys(), combo))
+        _validate_params(typ, p)
+        line = _line_name(typ, p)
+        points.append({"type": typ, "line": line, "label": _point_label(line, typ, p), "params": p})
+    return points
+
+
+def _validate_params(typ: str, p: dict) -> None:
+    if typ == "splitwire":
+        import codec_cupy as cc
+
+        try:
+            cc.CodecConfig(**p)
+        except (cc.ConfigError, TypeError) as e:
+            raise ValueError(f"splitwire: {e}") from None
+    elif typ == "int8":
+        if p.get("entropy", "zstd") not in ("zstd", "lz4", "none"):
+            raise ValueError(f"int8.entropy: {p['entropy']!r} is not one of zstd, lz4, none")
+    elif typ in ("jpeg", "webp"):
+        q = p["quality"]
+        if isinstance(q, bool) or not isinstance(q, int) or not 1 <= q <= 100:
+            raise ValueError(f"{typ}.quality: expected an integer in [1, 100], got {q!r}")
+    elif typ == "hevc":
+        q = p["qp"]
+        if isinstance(q, bool) or not isinstance(q, int) or not 0 <= q <= 51:
+            raise ValueError(f"hevc.qp: expected an integer in [0, 51], got {q!r}")
+        if p.get("pix_fmt", "gray") not in ("gray", "yuv420p"):
+            raise ValueError(f"hevc.pix_fmt: {p['pix_fmt']!r} is not one of gray, yuv420p")
+
+
+def make_codec(point: dict, feature: FeatureInfo) -> Codec:
+    return CODECS[point["type"]](point["params"], feature)

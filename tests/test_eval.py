@@ -1,0 +1,175 @@
+"""splitwire eval: config validation, codec registry round trips, analysis, and the quick sweep end to end."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("yaml")
+
+from splitwire.evaluation import ConfigError, parse_config  # noqa: E402
+from splitwire.evaluation.analysis import dominance, smallest_within  # noqa: E402
+from splitwire.evaluation.codecs import (CODECS, FeatureInfo, expand_codec_entry, hevc_available,  # noqa: E402
+                                         make_codec, tile, untile)
+
+ROOT = Path(__file__).resolve().parent.parent
+GOOD = {"models": [{"name": "efficientnet_lite0", "splits": ["_blocks.8"]}],
+        "codecs": [{"type": "splitwire", "bits": [2, 4]}, {"type": "float16"}]}
+
+
+def _cfg(**over):
+    raw = json.loads(json.dumps(GOOD))
+    raw.update(over)
+    return raw
+
+
+def test_config_expands_points():
+    cfg = parse_config(_cfg(), "t.yaml")
+    assert cfg.name == "t"
+    assert [p["label"] for p in cfg.codecs] == ["splitwire uniform/tensor bits=2", "splitwire uniform/tensor bits=4",
+                                                "float16"]
+    assert cfg.models[0].metric == "agreement"
+    fm = parse_config(_cfg(models=["fmnist_resnet50"]), "t.yaml").models[0]
+    assert (fm.dataset, fm.metric, fm.splits) == ("fashion_mnist", "top1", "recommended")
+
+
+@pytest.mark.parametrize("raw, needle", [
+    ({"codecs": [{"type": "float16"}]}, "missing required key 'models'"),
+    (_cfg(model=[]), "unknown key(s) 'model'"),
+    (_cfg(models=[]), "models: needs at least one model"),
+    (_cfg(models=[{"name": "x", "splits": "all"}]), "models[0].splits"),
+    (_cfg(models=[{"name": "x", "dataset": "cifar"}]), "models[0].dataset"),
+    (_cfg(models=[{"name": "x", "limit": 0}]), "models[0].limit"),
+    (_cfg(models=[{"name": "x", "photos": ["flickr"]}]), "models[0].photos"),
+    (_cfg(codecs=[{"type": "bpg"}]), "unknown codec type 'bpg'"),
+    (_cfg(codecs=[{"bits": 4}]), "codecs[0]: expected a mapping with a 'type'"),
+    (_cfg(codecs=[{"type": "splitwire", "bits": 9}]), "bits=9"),
+    (_cfg(codecs=[{"type": "splitwire", "quantizer": "ecsq", "granularity": "channel"}]), "per tensor"),
+    (_cfg(codecs=[{"type": "splitwire", "bitz": 4}]), "unknown key(s) 'bitz'"),
+    (_cfg(codecs=[{"type": "jpeg", "quality": [0]}]), "jpeg.quality"),
+    (_cfg(codecs=[{"type": "jpeg"}]), "missing required key 'quality'"),
+    (_cfg(codecs=[{"type": "hevc", "qp": 60}]), "hevc.qp"),
+    (_cfg(codecs=[{"type": "float16"}, {"type": "float16"}]), "appears twice"),
+    (_cfg(tolerance="one"), "tolerance"),
+])
+def test_config_errors_name_the_key(raw, needle):
+    with pytest.raises(ConfigError) as e:
+        parse_config(raw, "bad.yaml")
+    assert needle in str(e.value)
+    assert str(e.value).startswith("bad.yaml")
+
+
+def test_load_config_errors(tmp_path):
+    from splitwire.evaluation import load_config
+
+    with pytest.raises(ConfigError, match="no such config file"):
+        load_config(tmp_path / "missing.yaml")
+    (tmp_path / "bad.yaml").write_text("models: [\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_config(tmp_path / "bad.yaml")
+
+
+def test_shipped_configs_are_valid():
+    from splitwire.evaluation import load_config
+
+    for name in ("quick.yaml", "default.yaml"):
+        cfg = load_config(ROOT / "configs" / "eval" / name)
+        assert cfg.codecs and cfg.models
+
+
+def test_tile_untile_inverse():
+    rng = np.random.default_rng(0)
+    for c in (1, 5, 16, 17):
+        maps = rng.integers(0, 255, (c, 3, 4), dtype=np.uint8)
+        img = tile(maps)
+        assert img.ndim == 2
+        np.testing.assert_array_equal(untile(img, c, 3, 4), maps)
+
+
+ENTRIES = [{"type": "splitwire", "bits": 8}, {"type": "splitwire", "bits": 2, "quantizer": "ecsq", "clip": "mse"},
+           {"type": "splitwire", "bits": 4, "granularity": "channel"},
+           {"type": "float32"}, {"type": "float16"}, {"type": "int8", "entropy": ["zstd", "lz4", "none"]},
+           {"type": "png"}, {"type": "jpeg", "quality": 95}, {"type": "webp", "quality": 95},
+           {"type": "hevc", "qp": 4}]
+
+
+@pytest.mark.parametrize("shape, axis", [((1, 6, 5, 7), 1), ((1, 5, 7, 6), 3)])
+@pytest.mark.parametrize("entry", ENTRIES, ids=lambda e: e["type"])
+def test_codec_round_trip(entry, shape, axis):
+    if entry["type"] == "hevc" and hevc_available():
+        pytest.skip(f"no HEVC encoder: {hevc_available()}")
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal(shape).astype(np.float32)
+    span = float(x.max() - x.min())
+    for point in expand_codec_entry(entry):
+        codec = make_codec(point, FeatureInfo(shape, axis))
+        blob = codec.encode(x)
+        assert isinstance(blob, bytes) and len(blob) > 0
+        y = codec.decode(blob)
+        assert y.shape == x.shape and y.dtype == np.float32
+        err = float(np.abs(y - x).max())
+        if codec.lossless:
+            assert err == 0
+        elif point["type"] in ("float16",):
+            assert err < 1e-2
+        elif point["type"] in ("int8", "png") or point["params"].get("bits") == 8:
+            assert err <= span / 255 * 0.51 + 1e-6, point["label"]    # 8-bit min-max: half a step
+        else:
+            assert err < span / 2, point["label"]                      # lossy, but the right tensor back
+
+
+def test_registry_lists_every_codec():
+    assert set(CODECS) == {"splitwire", "float32", "float16", "int8", "png", "jpeg", "webp", "hevc"}
+
+
+def _row(bpe, score, typ="splitwire", label=None):
+    return {"bpe": bpe, "kb_per_sample": bpe, "agreement": score, "top1": None, "metric": "agreement",
+            "type": typ, "line": typ, "label": label or f"{typ}@{bpe}"}
+
+
+def test_analysis_smallest_and_dominance():
+    sw = [_row(0.5, 97.0), _row(0.8, 99.5), _row(2.0, 100.0)]
+    assert smallest_within(sw, 100.0, 1.0)["bpe"] == 0.8
+    assert smallest_within(sw, 100.0, 0.1)["bpe"] == 2.0
+    assert smallest_within([_row(1, 50.0)], 100.0, 1.0) is None
+    base = [_row(0.3, 60.0, "hevc"), _row(0.9, 99.0, "hevc"), _row(1.0, 99.9, "hevc")]
+    d = dominance(sw, base)
+    assert d["points"] == 3 and d["beaten_or_tied"] == 1
+    assert [x["label"] for x in d["lost"]] == ["hevc@0.3", "hevc@1.0"]
+
+
+def test_quick_sweep_end_to_end(tmp_path):
+    """`splitwire eval --quick` writes JSON, CSV, plots and a report that agree with each other."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("matplotlib")
+    if __import__("importlib").util.find_spec("foolbox") is None:
+        pytest.skip("foolbox's sample images are not installed")
+    from splitwire.cli import main
+
+    out = tmp_path / "quick"
+    md = tmp_path / "docs" / "RESULTS.md"
+    assert main(["eval", "--quick", "--out", str(out), "--no-progress", "--report", str(md)]) == 0
+    res = json.loads((out / "results.json").read_text())
+    points = res["points"]
+    assert points and not [p for p in points if p["error"] and "skipped" not in p["error"]]
+    for p in points:
+        if p["error"]:
+            continue
+        assert p["bytes_per_sample"] > 0
+        assert p["bpe"] == pytest.approx(8 * p["bytes_per_sample"] / p["elements"])
+        assert 0 <= p["agreement"] <= 100
+    f32 = [p for p in points if p["type"] == "float32"]
+    assert f32 and all(p["bpe"] == pytest.approx(32.0) and p["agreement"] == 100.0 for p in f32)
+    with (out / "results.csv").open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == len(points) and rows[0]["model"] == points[0]["model"]
+    for m in res["models"]:
+        png = out / "plots" / f"{m['model']}.png"
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        assert (md.parent / "results" / f"quick_{m['model']}.png").is_file()
+    text = md.read_text()
+    assert "# Rate-accuracy results" in text and "Smallest rate within" in text
