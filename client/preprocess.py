@@ -8,7 +8,7 @@ import numpy as np
 
 
 def load_image(image, preprocess: dict) -> np.ndarray:
-    """A path or PIL image -> (1, 3, size, size) float32.
+    """A path or PIL image -> (1, C, size, size) float32 (C = 1 for ``"color": "L"``).
 
     Resize so the shorter side is ``size / crop_fraction`` and center-crop ``size`` (the
     usual ImageNet evaluation); an image already ``size x size`` is used as it is.
@@ -27,6 +27,8 @@ def load_image(image, preprocess: dict) -> np.ndarray:
         left, top = (w - size) // 2, (h - size) // 2
         img = img.crop((left, top, left + size, top + size))
     x = np.asarray(img, dtype=np.float32)                       # H, W, C in 0..255
+    if x.ndim == 2:                                             # grayscale ("L"): one channel
+        x = x[:, :, None]
     mean = np.asarray(preprocess.get("mean", [0.0] * 3), np.float32)
     std = np.asarray(preprocess.get("std", [1.0] * 3), np.float32)
     x = (x - mean) / std

@@ -44,7 +44,8 @@ def _export(a) -> int:
         res = export_split(spec.module, layer, a.out, name=name, input_shape=spec.input_shape, bits=a.bits,
                            granularity=a.granularity, clip=a.clip, quantizer=a.quantizer,
                            preprocess=spec.preprocess, labels=spec.labels, tail_backend=a.tail_backend,
-                           device=a.device, max_batch=a.max_batch, instances=a.instances)
+                           device=a.device, max_batch=a.max_batch, instances=a.instances,
+                           channel_axis=spec.channel_axis)
     except (SplitError, VerificationError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1

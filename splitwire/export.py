@@ -97,18 +97,23 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
                  clip: str = "none", quantizer: str = "uniform",
                  preprocess: dict | None = None, labels: list[str] | None = None,
                  tail_backend: str = "python", device: str = "cpu", max_batch: int = 16,
-                 instances: int = 1, opset: int = 17) -> ExportResult:
+                 instances: int = 1, opset: int = 17, channel_axis: int = 1) -> ExportResult:
     """Cut ``model`` after module ``layer`` and write a Triton repository into ``out``.
 
     ``tail_backend``: ``"onnxruntime"`` (Triton's backend, as in NGC images) or
     ``"python"`` (onnxruntime inside a Python-backend model; works with the bundled server).
     ``device``: ``"cpu"`` or ``"gpu"`` (``KIND_GPU`` instances, CuPy decode, CUDA tail).
+    ``channel_axis``: where the features keep their channels (``ModelSpec.channel_axis``; 1 for
+    NCHW); channels-last features (Swin's NHWC) get the codec's ``axis=-1``.
     """
     repository.check_name(name)
     with tempfile.TemporaryDirectory(prefix="splitwire-export-") as tmp:
         head_path, tail_path, point, err, out_shape = export_onnx(
             model, layer, Path(tmp), tuple(input_shape), opset=opset)
         head_bytes = head_path.read_bytes()
+        axis = channel_axis
+        if axis != 1 and axis == len(point.shape) - 1:
+            axis = -1  # channels last: the codec's axis counted from the end
         meta = {
             "format": 1,
             "model": name,
@@ -117,7 +122,7 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
             "preprocess": preprocess or {},
             "feature_shape": list(point.shape[1:]),
             "output_shape": list(out_shape),
-            "codec": {"bits": bits, "granularity": granularity, "axis": 1, "clip": clip,
+            "codec": {"bits": bits, "granularity": granularity, "axis": axis, "clip": clip,
                       "quantizer": quantizer},
             "max_batch": max_batch,
             "head": {"model": f"{name}_head", "sha256": hashlib.sha256(head_bytes).hexdigest(),

