@@ -9,6 +9,13 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
+# Fashion-MNIST (Debian package) for the fmnist_* models: training and the 10,000-image test set.
+# Best effort (root + apt only); without it splitwire falls back to its committed 1000 test images.
+if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] && [ "$(id -u)" = 0 ] \
+    && command -v apt-get >/dev/null; then
+  { apt-get install -y -q dataset-fashion-mnist || { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; }; } \
+    >/dev/null 2>&1 || echo "note: apt-get install dataset-fashion-mnist failed; using the 1000-image subset" >&2
+fi
 stamp=.venv/.splitwire-installed
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
