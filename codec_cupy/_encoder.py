@@ -130,21 +130,22 @@ def _plan(engine, q, coded, ncoded, zsym, absdev, cfg: CodecConfig):
     best = None
     for k, (hist, _) in zip(ks, hists):
         t = table_choices[0]
-        cost, tmap, freqs = _planner.evaluate(hist, order, ncoded, t, first_bits, log2q)
+        prefix = _planner.rank_prefix(hist, order, ncoded)
+        cost, tmap, freqs = _planner.evaluate(prefix, order, ncoded, channels, t, first_bits, log2q)
         if best is None or cost < best[0]:
-            best = (cost, k, t, hist, tmap, freqs, first_bits)
+            best = (cost, k, t, prefix, tmap, freqs, first_bits)
     for t in table_choices[1:]:
-        cost, tmap, freqs = _planner.evaluate(best[3], order, ncoded, t, first_bits, log2q)
+        cost, tmap, freqs = _planner.evaluate(best[3], order, ncoded, channels, t, first_bits, log2q)
         if cost >= best[0]:
             break
         best = (cost, best[1], t, best[3], tmap, freqs, first_bits)
-    cost, k, t, hist, tmap, freqs, prob_bits = best
+    cost, k, t, prefix, tmap, freqs, prob_bits = best
     packed = hists[ks.index(k)][1]
     if cfg.prob_bits == AUTO:             # walk the precision down, then up, while it pays
         for direction in (-1, 1):
             n = first_bits + direction
             while _container.MIN_PROB_BITS <= n <= PROB_BITS_LAST:
-                c2, tm2, f2 = _planner.evaluate(hist, order, ncoded, t, n, log2q)
+                c2, tm2, f2 = _planner.evaluate(prefix, order, ncoded, channels, t, n, log2q)
                 if c2 >= cost:
                     break
                 cost, tmap, freqs, prob_bits = c2, tm2, f2, n

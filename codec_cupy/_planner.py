@@ -56,7 +56,7 @@ def normalize_freqs(counts, prob_bits, out):
             out[a] = 0
         out[0] = m
         return
-    rem = np.zeros(alphabet, np.int64)
+    rem = np.empty(alphabet, np.int64)
     assigned = np.int64(0)
     for a in range(alphabet):
         scaled = counts[a] * m
@@ -64,28 +64,73 @@ def normalize_freqs(counts, prob_bits, out):
         rem[a] = scaled % total
         assigned += out[a]
     short = m - assigned
-    # +1 to the `short` largest remainders (ties: smaller symbol). Key is unique per symbol.
+    # +1 to the `short` largest remainders (ties: smaller symbol). The key is unique per symbol, so
+    # the `short` smallest keys are those <= the short-th smallest: a selection, not a full sort.
+    # The fractional parts sum to `short` and each is < 1, so only symbols with rem > 0 qualify.
     if short > 0:
         keys = np.empty(alphabet, np.int64)
+        nkeys = 0
         for a in range(alphabet):
-            keys[a] = (total - rem[a]) * alphabet + a
-        order = np.argsort(keys)
-        for i in range(short):
-            out[order[i]] += 1
+            if rem[a] > 0:
+                keys[nkeys] = (total - rem[a]) * alphabet + a
+                nkeys += 1
+        kth = np.partition(keys[:nkeys], short - 1)[short - 1]
+        for a in range(alphabet):
+            if rem[a] > 0 and (total - rem[a]) * alphabet + a <= kth:
+                out[a] += 1
     excess = np.int64(0)
     for a in range(alphabet):
         if counts[a] > 0 and out[a] == 0:
             out[a] = 1
             excess += 1
-    while excess > 0:
-        best = -1
-        for a in range(alphabet):
-            if out[a] > 1:
-                # cost of f -> f - 1 is ~ c / (f - 1/2); pick the smallest, ties: smaller symbol
-                if best < 0 or counts[a] * (2 * out[best] - 1) < counts[best] * (2 * out[a] - 1):
-                    best = a
-        out[best] -= 1
-        excess -= 1
+    if excess > 0:
+        _take_surplus(counts, out, excess)
+
+
+@njit(inline="always")
+def _cheaper(counts, out, a, b):
+    """True if taking a unit from ``a`` costs less than from ``b`` (c / (f - 1/2); ties: smaller symbol)."""
+    left = counts[a] * (2 * out[b] - 1)
+    right = counts[b] * (2 * out[a] - 1)
+    return left < right or (left == right and a < b)
+
+
+@njit
+def _sift_down(heap, size, i, counts, out):
+    while True:
+        child = 2 * i + 1
+        if child >= size:
+            return
+        if child + 1 < size and _cheaper(counts, out, heap[child + 1], heap[child]):
+            child += 1
+        if not _cheaper(counts, out, heap[child], heap[i]):
+            return
+        heap[i], heap[child] = heap[child], heap[i]
+        i = child
+
+
+@njit
+def _take_surplus(counts, out, excess):
+    """Take ``excess`` units, one at a time, from the symbol (with f > 1) whose cost rises least.
+
+    A binary heap ordered by ``_cheaper`` gives the same sequence of choices as scanning every
+    symbol at each step (the minimum is unique: ties go to the smaller symbol), in log(A) per unit.
+    """
+    heap = np.empty(counts.shape[0], np.int64)
+    size = 0
+    for a in range(counts.shape[0]):
+        if out[a] > 1:
+            heap[size] = a
+            size += 1
+    for i in range(size // 2 - 1, -1, -1):
+        _sift_down(heap, size, i, counts, out)
+    for _ in range(excess):
+        a = heap[0]
+        out[a] -= 1                              # its key only grows: sift it down from the root
+        if out[a] == 1:
+            size -= 1
+            heap[0] = heap[size]
+        _sift_down(heap, size, 0, counts, out)
 
 
 @njit
@@ -110,20 +155,40 @@ def group_channels(order, ncoded, ntables, channels):
 
 
 @njit
-def evaluate(hist, order, ncoded, ntables, prob_bits, log2q):
-    """Cost (Q16 bits) of coding the per-channel histograms ``hist`` (C, A) with T group tables."""
-    channels, alphabet = hist.shape
-    tmap = group_channels(order, ncoded, ntables, channels)
-    grouped = np.zeros((ntables, alphabet), np.int64)
+def rank_prefix(hist, order, ncoded):
+    """Prefix sums (ncoded + 1, A) of the per-channel histograms taken in rank order (``order``).
+
+    Every candidate grouping is a split of the ranks into contiguous ranges, so the counts of a
+    group are one difference of two rows, whatever the number of tables.
+    """
+    alphabet = hist.shape[1]
+    prefix = np.empty((ncoded + 1, alphabet), np.int64)
+    prefix[0, :] = 0
     for r in range(ncoded):
         c = order[r]
         for a in range(alphabet):
-            grouped[tmap[c], a] += hist[c, a]
+            prefix[r + 1, a] = prefix[r, a] + hist[c, a]
+    return prefix
+
+
+@njit
+def evaluate(prefix, order, ncoded, channels, ntables, prob_bits, log2q):
+    """Cost (Q16 bits) of coding the ranked histograms (``rank_prefix``) with T group tables."""
+    alphabet = prefix.shape[1]
+    tmap = group_channels(order, ncoded, ntables, channels)
+    grouped = np.empty(alphabet, np.int64)
     freqs = np.zeros((ntables, alphabet), np.int64)
     cost = np.int64(0)
+    lo = 0
     for t in range(ntables):
-        normalize_freqs(grouped[t], prob_bits, freqs[t])
-        cost += table_cost(grouped[t], freqs[t], prob_bits, log2q)
+        hi = lo                                # ranks r of table t: r * T // ncoded == t
+        while hi < ncoded and hi * ntables // ncoded == t:
+            hi += 1
+        for a in range(alphabet):
+            grouped[a] = prefix[hi, a] - prefix[lo, a]
+        normalize_freqs(grouped, prob_bits, freqs[t])
+        cost += table_cost(grouped, freqs[t], prob_bits, log2q)
+        lo = hi
     if ntables > 1:
         width = 1
         while (1 << width) < ntables:
