@@ -691,11 +691,11 @@ ARCHS = {"resnet50": resnet50, "vgg16": vgg16, "mobilenet_v2": mobilenet_v2, "de
 FMNIST_VARIANTS: dict[str, dict] = {
     "fmnist_resnet50": dict(arch="resnet50", kwargs=dict(width=0.25, small_input=True),
                             split_points=["layer1", "layer2", "layer3"], default_split="layer2",
-                            epochs=2, lr=2e-3),
+                            epochs=1, lr=2e-3),
     "fmnist_vgg16": dict(arch="vgg16", kwargs=dict(width=0.25, small_input=True, batch_norm=True),
                          split_points=["features.13", "features.23", "features.33"], default_split="features.23",
-                         epochs=2, lr=2e-3),
-    "fmnist_mobilenet_v2": dict(arch="mobilenet_v2", kwargs=dict(width=0.5, small_input=True),
+                         epochs=1, lr=2e-3),
+    "fmnist_mobilenet_v2": dict(arch="mobilenet_v2", kwargs=dict(width=0.35, small_input=True),
                                 split_points=["features.3", "features.6", "features.13"], default_split="features.6",
                                 epochs=1, lr=3e-3),
     "fmnist_densenet121": dict(arch="densenet121", kwargs=dict(width=0.25, small_input=True),
@@ -707,7 +707,7 @@ FMNIST_VARIANTS: dict[str, dict] = {
                                    default_split="features.4", epochs=1, lr=3e-3),
     "fmnist_swin_t": dict(arch="swin_t", kwargs=dict(width=0.25, patch_size=2, window_size=4, num_heads=(1, 2, 4, 8)),
                           split_points=["features.1", "features.3", "features.5"], default_split="features.3",
-                          epochs=2, lr=1e-3),
+                          epochs=1, lr=1e-3),
 }
 
 

@@ -121,6 +121,9 @@ def train(model_name: str, epochs: int | None = None, out: Path = DEFAULT_OUT, l
             loss_sum += float(loss.detach()) * len(idx)
             correct += int((logits.argmax(1) == yb).sum())
             seen += len(idx)
+            if (i + 1) % 100 == 0:
+                print(f"    step {i + 1}/{steps}: loss {loss_sum / seen:.4f}, {time.perf_counter() - t0:.0f} s",
+                      flush=True)
         # (the test set is evaluated once, at the end, with the shipped float16 weights: CPU time is scarce)
         rec = {"epoch": epoch + 1, "train_loss": round(loss_sum / seen, 4), "train_acc": round(correct / seen, 4),
                "seconds": round(time.perf_counter() - t0, 1)}
