@@ -15,6 +15,7 @@ import numpy as np
 from . import _tablecodec as tc
 from ._bits import ByteReader, put_uvarint
 from ._crc32c import crc32c
+from ._jit import njit
 from .errors import (BadMagicError, ChecksumError, CorruptStreamError, HeaderError, LimitExceededError,
                      TruncatedError, UnsupportedVersionError)
 
@@ -240,6 +241,9 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
                                      f"more than max_elements={max_elements}; raise max_elements to accept it")
     shape = tuple(shape)
     channels = 1 if axis is None else shape[axis]
+    if channels > max_elements:           # possible when another dimension is 0
+        raise LimitExceededError(f"the blob announces {channels} channels, more than max_elements={max_elements}; "
+                                 "raise max_elements to accept it")
     per_channel = bool(flags & FLAG_PER_CHANNEL)
     ecsq = bool(flags & FLAG_ECSQ)
     if per_channel and (ecsq or axis is None):
@@ -345,3 +349,260 @@ def _raise_varint_error(err: int, what: str) -> None:
         raise TruncatedError(f"blob truncated inside the {what}")
     if err != tc.OK:
         raise HeaderError(f"{what}: malformed uvarint")
+
+
+# --------------------------------------------------------------------------------------------
+# the compiled parse: the same validation in one Numba call, for the decode path
+# --------------------------------------------------------------------------------------------
+#
+# ``parse_fields`` accepts exactly the blobs ``parse`` accepts (tests/test_codec_hostile.py and
+# tests/test_codec_api.py compare them on mutated blobs). It reports a failure only as a code:
+# the caller then runs ``parse``, which raises the typed error with its readable message, so
+# every message comes from one place. Every read is checked against ``body_end`` before it is
+# made (Numba does no bounds checks).
+
+H_OK = 0
+H_INVALID = 1
+
+# indices into the int64 ``info`` array ``parse_fields`` returns
+I_NDIM, I_SIZE, I_CHANNELS, I_OUTER, I_INNER, I_ROW, I_BITS, I_PACK, I_PROB_BITS, I_NTABLES, \
+    I_NSTREAMS, I_PAYLOAD, I_NUM_PACKED, I_GROUPS, I_PER, I_VSTRIDE, I_CODED = range(17)
+INFO_LEN = 17
+
+
+@njit
+def _read_bitfields(buf, pos, count, width, out):
+    """``count`` fields of ``width`` bits LSB first from buf[pos:]; False if a padding bit is set.
+    The caller checked that ceil(count * width / 8) bytes are there."""
+    nbytes = (count * width + 7) // 8
+    for i in range(count):
+        v = np.int64(0)
+        for b in range(width):
+            bit = i * width + b
+            v |= np.int64((buf[pos + (bit >> 3)] >> (bit & 7)) & 1) << b
+        out[i] = v
+    for bit in range(count * width, nbytes * 8):
+        if (buf[pos + (bit >> 3)] >> (bit & 7)) & 1:
+            return False
+    return True
+
+
+@njit
+def _f32_at(buf, pos, count, stride):
+    """``count`` little-endian float32 (stride 4) or bf16 (stride 2, upper half) values."""
+    raw = np.empty(count, np.uint32)
+    for i in range(count):
+        p = pos + stride * i
+        if stride == 4:
+            raw[i] = (np.uint32(buf[p]) | (np.uint32(buf[p + 1]) << 8) | (np.uint32(buf[p + 2]) << 16)
+                      | (np.uint32(buf[p + 3]) << 24))
+        else:
+            raw[i] = (np.uint32(buf[p]) << 16) | (np.uint32(buf[p + 1]) << 24)
+    return raw.view(np.float32)
+
+
+@njit
+def parse_fields(buf, body_end, max_elements):
+    """Validate buf[5:body_end] (magic, version and CRC already checked) like ``parse``.
+
+    Returns (status, info int64[INFO_LEN], shape int64[8], values float32 (rows * 2**bits,),
+    zero_mask uint8 (C,), coded int64 (Cc,), table_map int64 (C,), freqs int64 (T, A), nwords int64 (S,)).
+    ``values[r * 2**bits + q]`` is what symbol q decodes to with value row r = c if per-channel else 0.
+    """
+    info = np.zeros(INFO_LEN, np.int64)
+    shape = np.zeros(MAX_NDIM, np.int64)
+    values = np.empty(0, np.float32)
+    zmask = np.zeros(0, np.uint8)
+    coded = np.empty(0, np.int64)
+    tmap = np.zeros(0, np.int64)
+    freqs = np.zeros((0, 0), np.int64)
+    nwords = np.zeros(0, np.int64)
+    bad = (H_INVALID, info, shape, values, zmask, coded, tmap, freqs, nwords)
+    pos = 5
+    if pos + 5 > body_end:
+        return bad
+    flags = np.int64(buf[5])
+    dtype_code = np.int64(buf[6])
+    bits = np.int64(buf[7])
+    ndim = np.int64(buf[8])
+    axis = np.int64(buf[9])
+    pos = 10
+    if flags & ~KNOWN_FLAGS or dtype_code > 1 or bits < 1 or bits > 8 or ndim > MAX_NDIM:
+        return bad
+    if axis != NO_AXIS and axis >= ndim:
+        return bad
+    size = np.int64(1)
+    for d in range(ndim):
+        value = np.int64(0)
+        done = False
+        for b in range(9):
+            if pos >= body_end:
+                return bad
+            byte = np.int64(buf[pos])
+            pos += 1
+            value |= (byte & 0x7F) << (7 * b)
+            if byte < 0x80:
+                done = True
+                break
+        if not done:
+            return bad
+        shape[d] = value
+        if value != 0 and size > max_elements // value:       # size * value > max_elements
+            return bad
+        size *= value
+    channels = np.int64(1)
+    outer = np.int64(1)
+    inner = size
+    if axis != NO_AXIS:
+        channels = shape[axis]
+        if channels > max_elements:
+            return bad
+        if size == 0:
+            outer = inner = 0
+        else:
+            for d in range(axis):
+                outer *= shape[d]
+            inner = size // (outer * channels)
+    row = outer * inner
+    per_channel = (flags & FLAG_PER_CHANNEL) != 0
+    ecsq = (flags & FLAG_ECSQ) != 0
+    if per_channel and (ecsq or axis == NO_AXIS):
+        return bad
+    nq = np.int64(1) << bits
+    qmax = nq - 1
+    if ecsq:
+        if pos + 4 * nq > body_end:
+            return bad
+        levels = _f32_at(buf, pos, nq, 4)
+        pos += 4 * nq
+        for q in range(nq):
+            if not np.isfinite(levels[q]):
+                return bad
+        values = levels.copy()
+        vstride = 0
+    else:
+        rows = channels if per_channel else 1
+        if per_channel:
+            zbytes = (channels * bits + 7) // 8
+            if pos + 2 * channels > body_end:
+                return bad
+            scale = _f32_at(buf, pos, channels, 2)
+            pos += 2 * channels
+            if pos + zbytes > body_end:
+                return bad
+            zero = np.empty(channels, np.int64)
+            if not _read_bitfields(buf, pos, channels, bits, zero):
+                return bad
+            pos += zbytes
+        else:
+            if pos + 5 > body_end:
+                return bad
+            scale = _f32_at(buf, pos, 1, 4)
+            zero = np.empty(1, np.int64)
+            zero[0] = buf[pos + 4]
+            pos += 5
+        for r in range(rows):
+            s = scale[r]
+            if not (np.isfinite(s) and s > 0) or zero[r] > qmax:
+                return bad
+        values = np.empty(rows * nq, np.float32)
+        for r in range(rows):
+            s = scale[r]
+            z = zero[r]
+            for q in range(nq):
+                values[r * nq + q] = np.float32(q - z) * s
+        vstride = nq if per_channel else 0
+    if pos + 3 > body_end:
+        return bad
+    pack = np.int64(buf[pos])
+    prob_bits = np.int64(buf[pos + 1])
+    ntables = np.int64(buf[pos + 2])
+    pos += 3
+    if pack < 1 or pack * bits > 8 or prob_bits < MIN_PROB_BITS or prob_bits > MAX_PROB_BITS:
+        return bad
+    if ntables < 1 or ntables > MAX_TABLES:
+        return bad
+    zmask = np.zeros(channels, np.uint8)
+    ncoded = channels
+    if flags & FLAG_ZERO_MASK:
+        mbytes = (channels + 7) // 8
+        if pos + mbytes > body_end:
+            return bad
+        fields = np.empty(channels, np.int64)
+        if not _read_bitfields(buf, pos, channels, 1, fields):
+            return bad
+        pos += mbytes
+        for c in range(channels):
+            zmask[c] = fields[c]
+            ncoded -= fields[c]
+    tmap = np.zeros(channels, np.int64)
+    if ntables > 1:
+        width = np.int64(1)
+        while (np.int64(1) << width) < ntables:
+            width += 1
+        tbytes = (channels * width + 7) // 8
+        if pos + tbytes > body_end:
+            return bad
+        if not _read_bitfields(buf, pos, channels, width, tmap):
+            return bad
+        pos += tbytes
+        for c in range(channels):
+            if tmap[c] >= ntables:
+                return bad
+    alphabet = np.int64(1) << (pack * bits)
+    freqs = np.zeros((ntables, alphabet), np.int64)
+    err, pos = tc.read_tables(buf, pos, body_end, ntables, alphabet, prob_bits, freqs)
+    if err != tc.OK:
+        return bad
+    box = np.zeros(1, np.int64)
+    err, pos = tc.read_uvarints(buf, pos, body_end, 1, box)
+    if err != tc.OK:
+        return bad
+    nstreams = box[0]
+    groups = (row + pack - 1) // pack
+    num_packed = ncoded * groups
+    if (num_packed == 0) != (nstreams == 0) or nstreams > num_packed:
+        return bad
+    per = np.int64(0)
+    if nstreams:
+        per = (num_packed + nstreams - 1) // nstreams
+        if (nstreams - 1) * per >= num_packed:
+            return bad
+    if nstreams > body_end - pos:
+        return bad
+    nwords = np.zeros(nstreams, np.int64)
+    err, pos = tc.read_uvarints(buf, pos, body_end, nstreams, nwords)
+    if err != tc.OK:
+        return bad
+    payload = np.int64(0)
+    for s in range(nstreams):
+        count = per if s < nstreams - 1 else num_packed - per * (nstreams - 1)
+        if nwords[s] > count:
+            return bad
+        payload += STATE_BYTES + 2 * nwords[s]
+    if pos + payload != body_end:
+        return bad
+    coded = np.empty(ncoded, np.int64)
+    j = 0
+    for c in range(channels):
+        if zmask[c] == 0:
+            coded[j] = c
+            j += 1
+    info[I_NDIM] = ndim
+    info[I_SIZE] = size
+    info[I_CHANNELS] = channels
+    info[I_OUTER] = outer
+    info[I_INNER] = inner
+    info[I_ROW] = row
+    info[I_BITS] = bits
+    info[I_PACK] = pack
+    info[I_PROB_BITS] = prob_bits
+    info[I_NTABLES] = ntables
+    info[I_NSTREAMS] = nstreams
+    info[I_PAYLOAD] = pos
+    info[I_NUM_PACKED] = num_packed
+    info[I_GROUPS] = groups
+    info[I_PER] = per
+    info[I_VSTRIDE] = vstride
+    info[I_CODED] = ncoded
+    return H_OK, info, shape, values, zmask, coded, tmap, freqs, nwords

@@ -11,7 +11,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from ._container import RANS_L, STATE_BYTES, Header
+from . import _container
+from ._container import (H_OK, I_BITS, I_CHANNELS, I_CODED, I_GROUPS, I_INNER, I_NDIM, I_NUM_PACKED, I_OUTER,
+                         I_PACK, I_PAYLOAD, I_PER, I_PROB_BITS, I_ROW, I_SIZE, I_VSTRIDE, RANS_L, STATE_BYTES,
+                         Header, parse_fields)
+from ._crc32c import crc32c
 from ._jit import HAVE_NUMBA, njit
 from ._quantizer import QuantParams
 from ._tablecodec import cumulative
@@ -274,78 +278,297 @@ def _rans_encode(sidx, freq, cum, rcp, mfreq, prob_bits, nstreams, out, nwords, 
 ERR_STATE = 1
 ERR_WORDS = 2
 ERR_FINAL = 3
+LANES = 4
 
 
 @njit
-def _decode(buf, offsets, nstreams, per, total, groups, coded, tmap, dec_sym, dec_freq, dec_bias, prob_bits,
-            bits, k, length, inner, channels, values, out):
-    """Decode all streams into ``out`` (outer * C * inner float32). Returns (error, stream).
+def _build_decode_table(freqs, prob_bits, dec):
+    """dec[t * M + slot] = symbol | (slot - cum[symbol]) << 8 | f[symbol] << 32 (int64), so one step
+    is one load: ``x = (e >> 32) * (x >> n) + ((e >> 8) & 0xFFFF)``, symbol ``e & 0xFF``."""
+    m = np.int64(1) << prob_bits
+    for t in range(freqs.shape[0]):
+        slot = t * m
+        for a in range(freqs.shape[1]):
+            f = np.int64(freqs[t, a])
+            base = np.int64(a) | (f << 32)
+            for r in range(f):
+                dec[slot + r] = base | (np.int64(r) << 8)
+            slot += f
 
-    ``dec_*[t, slot]`` is table t's decode entry for a slot: symbol, frequency, slot - cum[symbol], so
-    one step is ``x = f * (x >> n) + bias``. ``values[c, q]`` is channel c's dequantized symbol q.
 
-    The renormalisation is branch-free (it is data-dependent and would mispredict): every step
-    loads the next word, at ``min(rp, len(buf) - 2)`` so a hostile stream never reads outside the
-    blob, and takes it only when the state needs it. A stream that needed words past its end shows
-    up as ``rp > end`` afterwards; what it wrote before is inside ``out`` and is discarded.
+@njit(inline="always")
+def _out_pos(c, e, rowlen, stride, plane, inner):
+    """Output index of element e of channel c (scalars only)."""
+    row = e // rowlen
+    return row * plane + c * inner + (e - row * rowlen) * stride
+
+
+@njit
+def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec, prob_bits, bits, k, length,
+                  inner, channels, values, vstride, out, lane):
+    """Decode ``count`` packed symbols from each of four streams, lanes in lock step. Returns
+    (error, stream) for the first bad stream in lane order, (0, 0) if all four are good.
+
+    ``streams[l]`` starts at packed symbol ``first[l]``; lanes may repeat a stream (they then
+    write the same values to the same places). ``lane`` is (8, 4) int64 scratch for the per-lane
+    state between chunks. A chunk is as many symbols as every lane can decode without leaving its
+    channel or its output row and without padding, so the inner loop keeps x, the read position
+    and the output position of each lane in scalars and has no per-element bookkeeping; symbols
+    at a row end or with padding take the per-symbol path.
     """
-    mask = np.int64((1 << prob_bits) - 1)
-    qmask = (1 << bits) - 1
+    n = prob_bits
+    mask = np.int64((1 << n) - 1)
+    m = np.int64(1) << n
+    qm = np.int64((1 << bits) - 1)
     lim = buf.shape[0] - 2
     plane = channels * inner
-    for s in range(nstreams):
+    rowlen = length if inner == 1 else inner
+    stride = channels if inner == 1 else 1
+    kstride = k * stride
+    full = length // k                       # symbols of a channel without padding
+    X, RP, POS, J, E, TB, VB, BAD = lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7]
+    for l in range(LANES):
+        s = streams[l]
         start = offsets[s]
-        end = offsets[s + 1]
         x = (np.int64(buf[start]) | (np.int64(buf[start + 1]) << 8)
              | (np.int64(buf[start + 2]) << 16) | (np.int64(buf[start + 3]) << 24))
-        if x < RANS_L:
-            return ERR_STATE, s
-        rp = start + 4
-        lo = s * per
-        hi = min(lo + per, total)
-        p = lo
-        while p < hi:
-            j = p // groups                          # one coded channel at a time
-            g0 = p - j * groups
-            stop = min(hi, (j + 1) * groups)
-            c = coded[j]
-            t = tmap[c]
-            vals = values[c]
-            e = g0 * k                               # element index in the channel, and its (o, i)
-            o = e // inner
-            i = e - o * inner
-            base = (o * channels + c) * inner
-            for _ in range(stop - p):
-                slot = x & mask
-                a = np.int64(dec_sym[t, slot])
-                x = np.int64(dec_freq[t, slot]) * (x >> prob_bits) + np.int64(dec_bias[t, slot])
-                r = min(rp, lim)
+        BAD[l] = x < RANS_L                  # reported in stream order after decoding
+        X[l] = x
+        RP[l] = start + 4
+        j = first[l] // groups
+        c = coded[j]
+        J[l] = j
+        E[l] = (first[l] - j * groups) * k
+        TB[l] = np.int64(tmap[c]) * m
+        VB[l] = c * vstride
+        POS[l] = _out_pos(c, E[l], rowlen, stride, plane, inner)
+    done = 0
+    while done < count:
+        run = count - done
+        for l in range(LANES):
+            e = E[l]
+            run = min(run, full - e // k, (rowlen - e % rowlen) // k)
+        if run <= 0:                         # one symbol per lane, element by element
+            for l in range(LANES):
+                x = X[l]
+                d = dec[TB[l] + (x & mask)]
+                x = (d >> 32) * (x >> n) + ((d >> 8) & 0xFFFF)
+                r = min(RP[l], lim)
                 w = np.int64(buf[r]) | (np.int64(buf[r + 1]) << 8)
                 need = x < RANS_L
-                x = ((x << 16) | w) if need else x
-                rp += 2 * need
-                if k == 1:
-                    out[base + i] = vals[a]
-                    i += 1
-                    if i == inner:
-                        i = 0
-                        base += plane
-                else:
+                X[l] = ((x << 16) | w) if need else x
+                RP[l] += 2 * need
+                a = d & 0xFF
+                c = coded[J[l]]
+                for u in range(k):
+                    e = E[l] + u
+                    if e < length:
+                        out[_out_pos(c, e, rowlen, stride, plane, inner)] = values[VB[l] + ((a >> (bits * u)) & qm)]
+                E[l] += k
+            run = 1
+        else:
+            x0, x1, x2, x3 = X[0], X[1], X[2], X[3]
+            r0, r1, r2, r3 = RP[0], RP[1], RP[2], RP[3]
+            p0, p1, p2, p3 = POS[0], POS[1], POS[2], POS[3]
+            t0, t1, t2, t3 = TB[0], TB[1], TB[2], TB[3]
+            v0, v1, v2, v3 = VB[0], VB[1], VB[2], VB[3]
+            if k == 1:
+                for _ in range(run):
+                    d0 = dec[np.uint64(t0 + (x0 & mask))]
+                    d1 = dec[np.uint64(t1 + (x1 & mask))]
+                    d2 = dec[np.uint64(t2 + (x2 & mask))]
+                    d3 = dec[np.uint64(t3 + (x3 & mask))]
+                    out[np.uint64(p0)] = values[np.uint64(v0 + (d0 & 0xFF))]
+                    out[np.uint64(p1)] = values[np.uint64(v1 + (d1 & 0xFF))]
+                    out[np.uint64(p2)] = values[np.uint64(v2 + (d2 & 0xFF))]
+                    out[np.uint64(p3)] = values[np.uint64(v3 + (d3 & 0xFF))]
+                    p0 += stride
+                    p1 += stride
+                    p2 += stride
+                    p3 += stride
+                    x0 = (d0 >> 32) * (x0 >> n) + ((d0 >> 8) & 0xFFFF)
+                    x1 = (d1 >> 32) * (x1 >> n) + ((d1 >> 8) & 0xFFFF)
+                    x2 = (d2 >> 32) * (x2 >> n) + ((d2 >> 8) & 0xFFFF)
+                    x3 = (d3 >> 32) * (x3 >> n) + ((d3 >> 8) & 0xFFFF)
+                    q0, q1, q2, q3 = min(r0, lim), min(r1, lim), min(r2, lim), min(r3, lim)
+                    w0 = np.int64(buf[np.uint64(q0)]) | (np.int64(buf[np.uint64(q0 + 1)]) << 8)
+                    w1 = np.int64(buf[np.uint64(q1)]) | (np.int64(buf[np.uint64(q1 + 1)]) << 8)
+                    w2 = np.int64(buf[np.uint64(q2)]) | (np.int64(buf[np.uint64(q2 + 1)]) << 8)
+                    w3 = np.int64(buf[np.uint64(q3)]) | (np.int64(buf[np.uint64(q3 + 1)]) << 8)
+                    n0, n1, n2, n3 = x0 < RANS_L, x1 < RANS_L, x2 < RANS_L, x3 < RANS_L
+                    x0 = ((x0 << 16) | w0) if n0 else x0
+                    x1 = ((x1 << 16) | w1) if n1 else x1
+                    x2 = ((x2 << 16) | w2) if n2 else x2
+                    x3 = ((x3 << 16) | w3) if n3 else x3
+                    r0 += 2 * n0
+                    r1 += 2 * n1
+                    r2 += 2 * n2
+                    r3 += 2 * n3
+            elif k == 2:
+                for _ in range(run):
+                    d0 = dec[np.uint64(t0 + (x0 & mask))]
+                    d1 = dec[np.uint64(t1 + (x1 & mask))]
+                    d2 = dec[np.uint64(t2 + (x2 & mask))]
+                    d3 = dec[np.uint64(t3 + (x3 & mask))]
+                    out[np.uint64(p0)] = values[np.uint64(v0 + (d0 & qm))]
+                    out[np.uint64(p0 + stride)] = values[np.uint64(v0 + ((d0 >> bits) & qm))]
+                    out[np.uint64(p1)] = values[np.uint64(v1 + (d1 & qm))]
+                    out[np.uint64(p1 + stride)] = values[np.uint64(v1 + ((d1 >> bits) & qm))]
+                    out[np.uint64(p2)] = values[np.uint64(v2 + (d2 & qm))]
+                    out[np.uint64(p2 + stride)] = values[np.uint64(v2 + ((d2 >> bits) & qm))]
+                    out[np.uint64(p3)] = values[np.uint64(v3 + (d3 & qm))]
+                    out[np.uint64(p3 + stride)] = values[np.uint64(v3 + ((d3 >> bits) & qm))]
+                    p0 += kstride
+                    p1 += kstride
+                    p2 += kstride
+                    p3 += kstride
+                    x0 = (d0 >> 32) * (x0 >> n) + ((d0 >> 8) & 0xFFFF)
+                    x1 = (d1 >> 32) * (x1 >> n) + ((d1 >> 8) & 0xFFFF)
+                    x2 = (d2 >> 32) * (x2 >> n) + ((d2 >> 8) & 0xFFFF)
+                    x3 = (d3 >> 32) * (x3 >> n) + ((d3 >> 8) & 0xFFFF)
+                    q0, q1, q2, q3 = min(r0, lim), min(r1, lim), min(r2, lim), min(r3, lim)
+                    w0 = np.int64(buf[np.uint64(q0)]) | (np.int64(buf[np.uint64(q0 + 1)]) << 8)
+                    w1 = np.int64(buf[np.uint64(q1)]) | (np.int64(buf[np.uint64(q1 + 1)]) << 8)
+                    w2 = np.int64(buf[np.uint64(q2)]) | (np.int64(buf[np.uint64(q2 + 1)]) << 8)
+                    w3 = np.int64(buf[np.uint64(q3)]) | (np.int64(buf[np.uint64(q3 + 1)]) << 8)
+                    n0, n1, n2, n3 = x0 < RANS_L, x1 < RANS_L, x2 < RANS_L, x3 < RANS_L
+                    x0 = ((x0 << 16) | w0) if n0 else x0
+                    x1 = ((x1 << 16) | w1) if n1 else x1
+                    x2 = ((x2 << 16) | w2) if n2 else x2
+                    x3 = ((x3 << 16) | w3) if n3 else x3
+                    r0 += 2 * n0
+                    r1 += 2 * n1
+                    r2 += 2 * n2
+                    r3 += 2 * n3
+            else:
+                for _ in range(run):
+                    d0 = dec[np.uint64(t0 + (x0 & mask))]
+                    d1 = dec[np.uint64(t1 + (x1 & mask))]
+                    d2 = dec[np.uint64(t2 + (x2 & mask))]
+                    d3 = dec[np.uint64(t3 + (x3 & mask))]
                     for u in range(k):
-                        if e >= length:
-                            break
-                        out[base + i] = vals[(a >> (bits * u)) & qmask]
-                        e += 1
-                        i += 1
-                        if i == inner:
-                            i = 0
-                            base += plane
-            p = stop
-        if rp > end:
+                        sh = bits * u
+                        out[np.uint64(p0 + u * stride)] = values[np.uint64(v0 + ((d0 >> sh) & qm))]
+                        out[np.uint64(p1 + u * stride)] = values[np.uint64(v1 + ((d1 >> sh) & qm))]
+                        out[np.uint64(p2 + u * stride)] = values[np.uint64(v2 + ((d2 >> sh) & qm))]
+                        out[np.uint64(p3 + u * stride)] = values[np.uint64(v3 + ((d3 >> sh) & qm))]
+                    p0 += kstride
+                    p1 += kstride
+                    p2 += kstride
+                    p3 += kstride
+                    x0 = (d0 >> 32) * (x0 >> n) + ((d0 >> 8) & 0xFFFF)
+                    x1 = (d1 >> 32) * (x1 >> n) + ((d1 >> 8) & 0xFFFF)
+                    x2 = (d2 >> 32) * (x2 >> n) + ((d2 >> 8) & 0xFFFF)
+                    x3 = (d3 >> 32) * (x3 >> n) + ((d3 >> 8) & 0xFFFF)
+                    q0, q1, q2, q3 = min(r0, lim), min(r1, lim), min(r2, lim), min(r3, lim)
+                    w0 = np.int64(buf[np.uint64(q0)]) | (np.int64(buf[np.uint64(q0 + 1)]) << 8)
+                    w1 = np.int64(buf[np.uint64(q1)]) | (np.int64(buf[np.uint64(q1 + 1)]) << 8)
+                    w2 = np.int64(buf[np.uint64(q2)]) | (np.int64(buf[np.uint64(q2 + 1)]) << 8)
+                    w3 = np.int64(buf[np.uint64(q3)]) | (np.int64(buf[np.uint64(q3 + 1)]) << 8)
+                    n0, n1, n2, n3 = x0 < RANS_L, x1 < RANS_L, x2 < RANS_L, x3 < RANS_L
+                    x0 = ((x0 << 16) | w0) if n0 else x0
+                    x1 = ((x1 << 16) | w1) if n1 else x1
+                    x2 = ((x2 << 16) | w2) if n2 else x2
+                    x3 = ((x3 << 16) | w3) if n3 else x3
+                    r0 += 2 * n0
+                    r1 += 2 * n1
+                    r2 += 2 * n2
+                    r3 += 2 * n3
+            X[0], X[1], X[2], X[3] = x0, x1, x2, x3
+            RP[0], RP[1], RP[2], RP[3] = r0, r1, r2, r3
+            for l in range(LANES):
+                E[l] += run * k
+        done += run
+        if done < count:                     # next channel, or the output position after a row end
+            for l in range(LANES):
+                if E[l] >= length:
+                    J[l] += 1
+                    E[l] = 0
+                    c = coded[J[l]]
+                    TB[l] = np.int64(tmap[c]) * m
+                    VB[l] = c * vstride
+                else:
+                    c = coded[J[l]]
+                POS[l] = _out_pos(c, E[l], rowlen, stride, plane, inner)
+    for l in range(LANES):
+        s = streams[l]
+        if l > 0 and s == streams[l - 1]:
+            continue
+        if BAD[l]:
+            return ERR_STATE, s
+        end = offsets[s + 1]
+        if RP[l] > end:
             return ERR_WORDS, s
-        if x != RANS_L or rp != end:
+        if X[l] != RANS_L or RP[l] != end:
             return ERR_FINAL, s
     return 0, 0
+
+
+@njit
+def _decode_streams(buf, payload, nwords, per, total, groups, coded, tmap, freqs, prob_bits, bits, k, length,
+                    inner, channels, values, vstride, out):
+    """Build the decode table and decode every stream into ``out``; returns (error, stream).
+
+    Streams holding P symbols go four at a time (a last group with fewer repeats its last stream);
+    a shorter last stream runs alone, repeated in all four lanes. Word reads are clamped inside
+    ``buf`` (a hostile stream never reads outside the blob) and a stream that needed words past
+    its end is detected afterwards (``RP > end``); whatever it wrote lies inside ``out``.
+    """
+    nstreams = nwords.shape[0]
+    dec = np.empty(freqs.shape[0] << prob_bits, np.int64)
+    _build_decode_table(freqs, prob_bits, dec)
+    offsets = np.empty(nstreams + 1, np.int64)
+    offsets[0] = payload
+    for s in range(nstreams):
+        offsets[s + 1] = offsets[s] + STATE_BYTES + 2 * nwords[s]
+    nfull = nstreams if per * nstreams == total else nstreams - 1
+    streams = np.empty(LANES, np.int64)
+    first = np.empty(LANES, np.int64)
+    lane = np.empty((8, LANES), np.int64)
+    for s0 in range(0, nfull, LANES):
+        for l in range(LANES):
+            streams[l] = min(s0 + l, nfull - 1)
+            first[l] = streams[l] * per
+        err, s = _decode_lanes(buf, offsets, streams, first, per, groups, coded, tmap, dec, prob_bits, bits, k,
+                               length, inner, channels, values, vstride, out, lane)
+        if err:
+            return err, s
+    if nfull < nstreams:
+        for l in range(LANES):
+            streams[l] = nfull
+            first[l] = nfull * per
+        return _decode_lanes(buf, offsets, streams, first, total - nfull * per, groups, coded, tmap, dec,
+                             prob_bits, bits, k, length, inner, channels, values, vstride, out, lane)
+    return 0, 0
+
+
+@njit
+def _zero_channels(zmask, outer, channels, inner, out):
+    for c in range(channels):
+        if zmask[c]:
+            for o in range(outer):
+                base = (o * channels + c) * inner
+                out[base:base + inner] = 0.0
+
+
+@njit
+def _decode_blob(buf, body_end, max_elements):
+    """Parse and validate (``_container.parse_fields``), then decode: one compiled call.
+    Returns (header status, stream error, stream, out, shape, ndim); a header status other than
+    H_OK means "let ``parse`` raise"."""
+    st, info, shape, values, zmask, coded, tmap, freqs, nwords = parse_fields(buf, body_end, max_elements)
+    if st != H_OK:
+        return st, 0, 0, np.empty(0, np.float32), shape, 0
+    channels, outer, inner = info[I_CHANNELS], info[I_OUTER], info[I_INNER]
+    out = np.empty(info[I_SIZE], np.float32)
+    if info[I_CODED] < channels:
+        _zero_channels(zmask, outer, channels, inner, out)
+    err, stream = 0, 0
+    if nwords.shape[0]:
+        err, stream = _decode_streams(buf, info[I_PAYLOAD], nwords, info[I_PER], info[I_NUM_PACKED],
+                                      info[I_GROUPS], coded, tmap, freqs, info[I_PROB_BITS], info[I_BITS],
+                                      info[I_PACK], info[I_ROW], inner, channels, values, info[I_VSTRIDE], out)
+    return H_OK, err, stream, out, shape, info[I_NDIM]
 
 
 # ---------------------------------------------------------------- engine interface
@@ -442,29 +665,6 @@ def rans_encode(packed: PackedSymbols, tsel, freqs, prob_bits, nstreams):
     return out[:n], nwords
 
 
-@njit
-def _decode_tables(freqs, dec_sym, dec_freq, dec_bias):
-    for t in range(freqs.shape[0]):
-        slot = 0
-        for a in range(freqs.shape[1]):
-            f = freqs[t, a]
-            for r in range(f):                       # slot - cum[a] == r
-                dec_sym[t, slot] = a
-                dec_freq[t, slot] = f
-                dec_bias[t, slot] = r
-                slot += 1
-
-
-def decode_tables(h: Header):
-    """Per table and slot: (symbol, frequency, slot - cum[symbol])."""
-    m = 1 << h.prob_bits
-    dec_sym = np.empty((h.ntables, m), np.uint8)
-    dec_freq = np.empty((h.ntables, m), np.uint32)
-    dec_bias = np.empty((h.ntables, m), np.uint32)
-    _decode_tables(h.freqs, dec_sym, dec_freq, dec_bias)
-    return dec_sym, dec_freq, dec_bias
-
-
 def dequant_values(h: Header) -> np.ndarray:
     """(C, 2**bits) float32: what each symbol of each channel decodes to (FORMAT.md section 2)."""
     channels = h.channels
@@ -476,17 +676,57 @@ def dequant_values(h: Header) -> np.ndarray:
     return (q[None, :] - zero).astype(np.float32) * scale
 
 
+_STREAM_ERRORS = {ERR_STATE: "initial state below 2**16", ERR_WORDS: "runs out of words",
+                  ERR_FINAL: "does not end in state 0x10000 with all words consumed"}
+
+
+def _raise_stream_error(err: int, stream: int) -> None:
+    raise CorruptStreamError(f"stream {stream}: {_STREAM_ERRORS[err]}")
+
+
 def decode(h: Header, blob) -> np.ndarray:
+    """Decode a blob whose header ``_container.parse`` validated (the engine interface)."""
     buf = np.frombuffer(blob, np.uint8)
     out = np.zeros(h.size, np.float32)                   # zero-mask channels stay +0.0
     if h.num_streams:
-        dec_sym, dec_freq, dec_bias = decode_tables(h)
-        err, stream = _decode(buf, h.stream_offsets, h.num_streams, h.symbols_per_stream, h.num_packed,
-                              h.groups, h.coded_channels, h.table_map.astype(np.int64), dec_sym, dec_freq,
-                              dec_bias, h.prob_bits, h.bits, h.pack, h.row_length, h.inner, h.channels,
-                              dequant_values(h), out)
+        values = dequant_values(h)
+        vstride = values.shape[1] if h.per_channel else 0
+        err, stream = _decode_streams(buf, h.payload_offset, h.nwords, h.symbols_per_stream, h.num_packed,
+                                      h.groups, h.coded_channels, h.table_map.astype(np.int64),
+                                      h.freqs.astype(np.int64), h.prob_bits, h.bits, h.pack, h.row_length,
+                                      h.inner, h.channels, np.ascontiguousarray(values[:1] if not vstride else values).ravel(),
+                                      vstride, out)
         if err:
-            what = {ERR_STATE: "initial state below 2**16", ERR_WORDS: "runs out of words",
-                    ERR_FINAL: "does not end in state 0x10000 with all words consumed"}[err]
-            raise CorruptStreamError(f"stream {stream}: {what}")
+            _raise_stream_error(err, stream)
     return out.reshape(h.shape)
+
+
+_FAST_MAX_ELEMENTS = 1 << 40        # larger limits go through ``parse`` (exact Python integers)
+_MIN_BYTES = _container.FIXED_BYTES + _container.CRC_BYTES
+
+
+def decode_blob(data, max_elements: int) -> np.ndarray:
+    """``parse`` + ``decode`` with the header validated in the same compiled call as the decoding.
+
+    Length, magic, version and CRC are checked here (the CRC by the ``crc32c`` package); anything
+    the compiled validation rejects goes to ``_container.parse``, which raises the typed error with
+    its message (and decodes the slow way should it accept what the compiled path did not).
+    """
+    buf = np.frombuffer(data, np.uint8)
+    n = buf.shape[0]
+    if (n < _MIN_BYTES or buf[4] != _container.VERSION or bytes(buf[:4]) != _container.MAGIC
+            or type(max_elements) is not int or not 0 <= max_elements <= _FAST_MAX_ELEMENTS):
+        return _slow_decode(data, max_elements)
+    body_end = n - _container.CRC_BYTES
+    if crc32c(buf[:body_end]) != int.from_bytes(buf[body_end:], "little"):
+        return _slow_decode(data, max_elements)
+    status, err, stream, out, shape, ndim = _decode_blob(buf, body_end, max_elements)
+    if status != H_OK:
+        return _slow_decode(data, max_elements)
+    if err:
+        _raise_stream_error(err, stream)
+    return out.reshape(tuple(shape[:ndim].tolist()))
+
+
+def _slow_decode(data, max_elements):
+    return decode(_container.parse(data, max_elements), data)

@@ -83,10 +83,13 @@ def decode(blob, *, engine: str = "auto", device: str = "cpu",
     blob announcing more than ``max_elements`` elements is refused before anything is allocated.
     """
     data = _as_bytes(blob)
-    header = _container.parse(data, max_elements)
     if _device(device, engine) == "cuda":
-        return _cuda().decode(header, data, out_dtype=out_dtype)
-    return _engine(engine).decode(header, data)
+        return _cuda().decode(_container.parse(data, max_elements), data, out_dtype=out_dtype)
+    host = _engine(engine)
+    fast = getattr(host, "decode_blob", None)          # parse + decode in one compiled call
+    if fast is not None:
+        return fast(data, max_elements)
+    return host.decode(_container.parse(data, max_elements), data)
 
 
 def decode_batch(blobs, *, engine: str = "auto", device: str = "cuda",

@@ -1,0 +1,109 @@
+"""The cpu engine's one-call decode (compiled header validation + 4-lane rANS) against ``parse`` and
+the reference engine: same acceptance, same floats, on valid and on damaged blobs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import codec_cupy as cc
+from codec_cupy import _container, _cpu
+from codec_cupy.errors import DecodeError
+from conftest import relu_features
+
+from test_codec_hostile import reseal
+
+
+def _same(a, b):
+    assert a.shape == b.shape and a.dtype == b.dtype == np.float32
+    assert np.array_equal(a.view(np.uint32), b.view(np.uint32))
+
+
+LAYOUTS = [
+    ((2, 16, 7, 9), 1), ((3, 5, 11), 2), ((4, 6, 5, 8), 3), ((13, 17), 0), ((37,), None), ((2, 3, 4, 5, 6), 4),
+    ((1, 8, 1, 1), 1), ((5, 7, 3), -1),
+]
+CONFIGS = [dict(bits=4), dict(bits=2), dict(bits=1), dict(bits=8, granularity="channel"), dict(bits=3, quantizer="ecsq"),
+           dict(bits=2, streams=1), dict(bits=4, streams=5, tables=3), dict(bits=2, streams=9, sparse="on")]
+
+
+@pytest.mark.parametrize("shape,axis", LAYOUTS)
+@pytest.mark.parametrize("cfg", CONFIGS)
+def test_fast_decode_matches_reference(shape, axis, cfg):
+    rng = np.random.default_rng(len(shape) * 31 + (axis or 0))
+    x = (rng.laplace(size=shape) * np.exp(rng.normal(size=shape[-1]))).astype(np.float32)
+    if axis is not None and axis % 2:
+        x = np.maximum(x, 0)
+        np.moveaxis(x, axis, 0)[1] = 0                          # an all-zero channel
+    try:
+        blob = cc.encode(x, cc.CodecConfig(axis=axis, **cfg))
+    except cc.ConfigError:
+        pytest.skip("configuration not valid for this layout")
+    ref = cc.decode(blob, engine="reference")
+    _same(cc.decode(blob, engine="cpu"), ref)
+    _same(_cpu.decode(_container.parse(blob), blob), ref)
+
+
+def test_streams_not_a_multiple_of_four():
+    x = relu_features(np.random.default_rng(3), (2, 16, 7, 9))
+    for streams in range(1, 12):
+        blob = cc.encode(x, cc.CodecConfig(bits=2, streams=streams))
+        _same(cc.decode(blob, engine="cpu"), cc.decode(blob, engine="reference"))
+
+
+def _accepts(blob, max_elements=1 << 20):
+    try:
+        _container.parse(blob, max_elements)
+        return True
+    except DecodeError:
+        return False
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_compiled_validation_accepts_exactly_what_parse_accepts(seed):
+    rng = np.random.default_rng(seed)
+    cfgs = [dict(bits=4, streams=3), dict(bits=4, granularity="channel", tables=3),
+            dict(bits=3, quantizer="ecsq"), dict(bits=2, sparse="on", tables=5)]
+    for cfg in cfgs:
+        x = relu_features(rng, (2, 16, 5, 4))
+        blob = cc.encode(x, cc.CodecConfig(**cfg))
+        for _ in range(150):
+            body = bytearray(blob[:-4])
+            for _ in range(int(rng.integers(1, 3))):
+                pos = int(rng.integers(5, len(body)))
+                if rng.random() < 0.5:
+                    body[pos] ^= 1 << int(rng.integers(8))
+                elif rng.random() < 0.5:
+                    body[pos] = int(rng.integers(256))
+                else:
+                    del body[pos:pos + int(rng.integers(1, 4))]
+            bad = reseal(bytes(body))
+            buf = np.frombuffer(bad, np.uint8)
+            status = _container.parse_fields(buf, len(bad) - 4, 1 << 20)[0]
+            assert (status == _container.H_OK) == _accepts(bad), (cfg, bytes(body).hex())
+            try:
+                y = cc.decode(bad, engine="cpu", max_elements=1 << 20)
+            except DecodeError as exc:
+                with pytest.raises(type(exc)):
+                    cc.decode(bad, engine="reference", max_elements=1 << 20)
+            else:
+                _same(y, cc.decode(bad, engine="reference", max_elements=1 << 20))
+
+
+def test_unusual_max_elements_take_the_parse_path():
+    x = relu_features(np.random.default_rng(5))
+    blob = cc.encode(x, cc.CodecConfig(bits=4))
+    _same(cc.decode(blob, max_elements=1 << 70), cc.decode(blob, engine="reference"))
+    with pytest.raises(cc.errors.LimitExceededError):
+        cc.decode(blob, max_elements=-1)
+    with pytest.raises(cc.errors.LimitExceededError):
+        cc.decode(blob, max_elements=x.size - 1)
+
+
+def test_huge_channel_count_with_an_empty_dimension_is_refused():
+    body = bytearray(b"SPWC\x01\x00\x00\x04\x02\x01")          # float32, 4 bits, ndim 2, axis 1
+    body += b"\x00" + b"\xff" * 5 + b"\x7f"                     # shape (0, 2**42 - 1)
+    body += b"\x00\x00\x80\x3f\x00"                              # scale 1.0, zero point 0
+    for max_elements in (1 << 20, 1 << 27):
+        with pytest.raises(cc.errors.LimitExceededError):
+            cc.decode(reseal(bytes(body)), max_elements=max_elements)
