@@ -30,7 +30,7 @@ def _cfg(**over):
 def test_config_expands_points():
     cfg = parse_config(_cfg(), "t.yaml")
     assert cfg.name == "t"
-    assert [p["label"] for p in cfg.codecs] == ["splitwire uniform/tensor bits=2", "splitwire uniform/tensor bits=4",
+    assert [p["label"] for p in cfg.codecs["default"]] == ["splitwire uniform/tensor bits=2", "splitwire uniform/tensor bits=4",
                                                 "float16"]
     assert cfg.models[0].metric == "agreement"
     fm = parse_config(_cfg(models=["fmnist_resnet50"]), "t.yaml").models[0]
@@ -55,6 +55,9 @@ def test_config_expands_points():
     (_cfg(codecs=[{"type": "hevc", "qp": 60}]), "hevc.qp"),
     (_cfg(codecs=[{"type": "float16"}, {"type": "float16"}]), "appears twice"),
     (_cfg(tolerance="one"), "tolerance"),
+    (_cfg(codecs={"a": [{"type": "float16"}]}), "models[0].codecs: no codec set 'default'"),
+    (_cfg(codecs={"default": []}), "codecs.default: needs a non-empty list"),
+    (_cfg(models=[{"name": "x", "optional": "yes"}]), "models[0].optional"),
 ])
 def test_config_errors_name_the_key(raw, needle):
     with pytest.raises(ConfigError) as e:

@@ -32,15 +32,18 @@ class ModelEntry:
     photos: list[str] = field(default_factory=lambda: ["foolbox"])  # imagenet only
     crops: int = 1                             # imagenet photos: 1 (center) or 5 (center + corners)
     batch: int = 32
+    optional: bool = False                     # skip (with a note) when the model cannot be loaded
+    codecs: str = "default"                    # which named codec set (when ``codecs:`` is a mapping)
 
 
 @dataclass
 class EvalConfig:
     name: str
     models: list[ModelEntry]
-    codecs: list[dict]                         # expanded: one dict per codec point
+    codecs: dict[str, list[dict]]              # set name -> expanded codec points (a plain list = "default")
     tolerance: float = 1.0                     # accuracy points for "within 1 point"
     threads: int = 2
+    workers: int = 1                           # processes that encode/decode samples in parallel
     source: str = "<dict>"
 
 
@@ -76,7 +79,8 @@ def _check_keys(d: dict, allowed: set[str], where: str) -> None:
 def _model(d, where: str) -> ModelEntry:
     if isinstance(d, str):
         d = {"name": d}
-    _check_keys(d, {"name", "splits", "dataset", "metric", "limit", "photos", "crops", "batch"}, where)
+    _check_keys(d, {"name", "splits", "dataset", "metric", "limit", "photos", "crops", "batch",
+                    "optional", "codecs"}, where)
     name = _take(d, "name", where, str, required=True)
     splits = d.get("splits", "recommended")
     if isinstance(splits, str):
@@ -104,23 +108,50 @@ def _model(d, where: str) -> ModelEntry:
     batch = _take(d, "batch", where, int, 32)
     if batch < 1:
         raise _err(f"{where}.batch", f"must be >= 1, got {batch}")
-    return ModelEntry(name, splits, dataset, metric, limit, photos, crops, batch)
+    optional = d.get("optional", False)
+    if not isinstance(optional, bool):
+        raise _err(f"{where}.optional", f"expected true or false, got {optional!r}")
+    codecs = _take(d, "codecs", where, str, "default")
+    return ModelEntry(name, splits, dataset, metric, limit, photos, crops, batch, optional, codecs)
 
 
 def parse_config(raw, source: str = "<dict>", name: str | None = None) -> EvalConfig:
     """Validate a loaded YAML document; raises :class:`ConfigError` naming the bad key."""
     where = source
-    _check_keys(raw, {"name", "models", "codecs", "tolerance", "threads"}, where)
+    _check_keys(raw, {"name", "models", "codecs", "tolerance", "threads", "workers"}, where)
     models_raw = _take(raw, "models", where, list, required=True)
     if not models_raw:
         raise _err(f"{where}.models", "needs at least one model")
     models = [_model(m, f"{where}.models[{i}]") for i, m in enumerate(models_raw)]
-    codecs_raw = _take(raw, "codecs", where, list, required=True)
-    if not codecs_raw:
-        raise _err(f"{where}.codecs", "needs at least one codec")
+    if "codecs" not in raw:
+        raise _err(where, "missing required key 'codecs'")
+    codecs_raw = raw["codecs"]
+    if isinstance(codecs_raw, list):
+        sets = {"default": codecs_raw}
+    elif isinstance(codecs_raw, dict) and codecs_raw:
+        sets = codecs_raw
+    else:
+        raise _err(f"{where}.codecs", f"expected a list of codecs or a mapping of named lists, got {codecs_raw!r}")
+    codec_sets = {str(k): _codec_points(v, f"{where}.codecs" + ("" if isinstance(codecs_raw, list) else f".{k}"))
+                  for k, v in sets.items()}
+    for i, m in enumerate(models):
+        if m.codecs not in codec_sets:
+            raise _err(f"{where}.models[{i}].codecs", f"no codec set {m.codecs!r}; defined: {', '.join(codec_sets)}")
+    tol = _take(raw, "tolerance", where, float, 1.0)
+    threads = _take(raw, "threads", where, int, 2)
+    workers = _take(raw, "workers", where, int, 1)
+    if threads < 1 or workers < 1:
+        raise _err(where, f"threads and workers must be >= 1, got {threads} and {workers}")
+    nm = _take(raw, "name", where, str, name or Path(source).stem)
+    return EvalConfig(nm, models, codec_sets, tol, threads, workers, source)
+
+
+def _codec_points(codecs_raw, where: str) -> list[dict]:
+    if not isinstance(codecs_raw, list) or not codecs_raw:
+        raise _err(where, "needs a non-empty list of codecs")
     points: list[dict] = []
     for i, c in enumerate(codecs_raw):
-        w = f"{where}.codecs[{i}]"
+        w = f"{where}[{i}]"
         if not isinstance(c, dict) or "type" not in c:
             raise _err(w, f"expected a mapping with a 'type' (one of {', '.join(CODECS)}), got {c!r}")
         try:
@@ -130,12 +161,9 @@ def parse_config(raw, source: str = "<dict>", name: str | None = None) -> EvalCo
     seen = set()
     for p in points:
         if p["label"] in seen:
-            raise _err(f"{where}.codecs", f"codec point {p['label']!r} appears twice")
+            raise _err(where, f"codec point {p['label']!r} appears twice")
         seen.add(p["label"])
-    tol = _take(raw, "tolerance", where, float, 1.0)
-    threads = _take(raw, "threads", where, int, 2)
-    nm = _take(raw, "name", where, str, name or Path(source).stem)
-    return EvalConfig(nm, models, points, tol, threads, source)
+    return points
 
 
 def load_config(path: str | Path) -> EvalConfig:

@@ -11,7 +11,8 @@ ImageNet models (``dataset: imagenet``) see real photos that install offline:
 
 Sources that are not installed are skipped and reported (``InputSet.sources``). With ``crops: 5``,
 images at least twice the model's input size also give their 4 corner crops (half the shorter
-side), each preprocessed like a full image: more distinct views for the agreement metric.
+side), each preprocessed like a full image: more distinct views for the agreement metric. With
+``limit``, labelled images come first, then full photos, then crops.
 
 Fashion-MNIST models (``dataset: fashion_mnist``) use ``splitwire.datasets.fashion_mnist`` and the
 model's own ``preprocess`` (see :func:`_fmnist_inputs`).
@@ -105,8 +106,9 @@ def imagenet_inputs(preprocess: dict, input_shape, photos: list[str], crops: int
                     sources[src] += 1
     if not xs:
         raise RuntimeError(f"no input images found for sources {photos} (install foolbox==3.3.4 --no-deps)")
-    # Labelled images first, so a limit keeps them.
-    order = sorted(range(len(xs)), key=lambda i: labels[i] < 0)
+    # Labelled images first, then the other full images, then the corner crops: a limit keeps the most
+    # distinct content.
+    order = sorted(range(len(xs)), key=lambda i: (labels[i] < 0, "#" in names[i]))
     if limit:
         order = order[:limit]
     return InputSet(np.stack([xs[i] for i in order]).astype(np.float32),

@@ -87,6 +87,8 @@ def render(results: dict, plot_links: dict[str, str], intro: str = "") -> str:
                                   f"{x['score']:.1f} ({best})")
         L.append(f"| {s['model']} | {s['split']} | " + " | ".join(cells) + " |")
     L += [""] + ([f"- {n}" for n in lost_notes] or ["Every baseline point is matched or beaten."])
+    for sk in results.get("skipped_models", []):
+        L += ["", f"**Model not evaluated: {sk['model']}** ({sk['reason']})"]
     errors = [r for r in results["points"] if r.get("error")]
     if errors:
         L += ["", "## Points that did not run", ""]

@@ -2,8 +2,8 @@
 
 For each model: load it, build its inputs, compute the unsplit model's logits (the reference).
 For each split point: cut, run the head once (features cached under ``<out>/cache``). For each
-codec point: encode every sample separately (one blob per sample, as deployed), decode, run the
-tail on the decoded batch, score. A codec that reproduces the features exactly reuses the
+codec point: encode every sample separately (one blob per sample, as deployed; ``workers`` forked
+processes share the samples), decode, run the tail on the decoded batch, score. A codec that reproduces the features exactly reuses the
 uncompressed tail's logits.
 """
 
@@ -97,17 +97,24 @@ def run_sweep(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, log=N
     env_threads(cfg.threads)
     out_dir = Path(out_dir)
     t_start = time.time()
-    hevc_reason = hevc_available() if any(p["type"] == "hevc" for p in cfg.codecs) else None
+    hevc_reason = hevc_available() if any(p["type"] == "hevc" for ps in cfg.codecs.values() for p in ps) else None
     if hevc_reason:
         log(f"WARNING: HEVC points skipped: no libx265 encoder via PyAV ({hevc_reason}); "
             "`pip install av` provides one")
 
     # Load every model first so the progress bar knows the total.
-    plan = []
+    plan, skipped = [], []
     for entry in cfg.models:
-        spec = _load_model(entry.name)
+        try:
+            spec = _load_model(entry.name)
+        except Exception as e:
+            if not entry.optional:
+                raise
+            skipped.append({"model": entry.name, "reason": f"{type(e).__name__}: {e}"})
+            log(f"WARNING: optional model {entry.name} skipped: {e}")
+            continue
         plan.append((entry, spec, resolve_splits(spec, entry)))
-    total = sum(len(s) for _, _, s in plan) * len(cfg.codecs)
+    total = sum(len(s) * len(cfg.codecs[e.codecs]) for e, _, s in plan)
     bar = progress_bar(total, f"eval {cfg.name}", progress)
 
     rows: list[dict] = []
@@ -132,7 +139,7 @@ def run_sweep(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, log=N
                 info["splits"].append({"split": split, "kind": sm.kind, "feature_shape": list(sm.sample_shape[1:]),
                                        "elements": sm.elements, "split_top1": metrics.top1(base, inp.labels),
                                        "split_agreement": metrics.agreement(base, ref_top1)})
-                for point in cfg.codecs:
+                for point in cfg.codecs[entry.codecs]:
                     bar.set_postfix_str(f"{entry.name} {split} {point['label']}")
                     row = {"model": entry.name, "split": split, "dataset": entry.dataset, "metric": entry.metric,
                            "feature_shape": "x".join(map(str, sm.sample_shape[1:])), "elements": sm.elements,
@@ -143,7 +150,7 @@ def run_sweep(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, log=N
                         row["error"] = f"skipped: no HEVC encoder ({hevc_reason})"
                     else:
                         try:
-                            row.update(_measure(point, feature, sm, base, inp.labels, ref_top1, entry.batch))
+                            row.update(_measure(point, feature, sm, base, inp.labels, ref_top1, entry.batch, cfg.workers))
                         except Exception as e:  # one broken point must not lose the sweep
                             row["error"] = f"{type(e).__name__}: {e}"
                             bar.write(f"ERROR {entry.name} {split} {point['label']}: {row['error']}\n"
@@ -157,29 +164,64 @@ def run_sweep(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, log=N
     return {"config": cfg.name, "source": cfg.source, "tolerance": cfg.tolerance,
             "wall_s": time.time() - t_start, "hevc": hevc_reason or "libx265 via PyAV",
             "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                        "threads": cfg.threads},
-            "models": model_info, "points": rows}
+                        "threads": cfg.threads, "workers": cfg.workers},
+            "models": model_info, "skipped_models": skipped, "points": rows}
 
 
-def _measure(point, feature, sm, base_logits, labels, ref_top1, batch) -> dict:
+# Per-point state for forked workers (set before the pool forks, inherited copy-on-write).
+_WORK: dict = {}
+
+
+def _code_range(lo: int, hi: int):
+    """Encode and decode samples lo..hi-1 (in a worker or inline): (sizes, decoded, enc_s, dec_s)."""
+    codec, feats = _WORK["codec"], _WORK["features"]
+    sizes, out, enc, dec = [], [], 0.0, 0.0
+    for i in range(lo, hi):
+        t0 = time.perf_counter()
+        blob = codec.encode(feats[i:i + 1])
+        t1 = time.perf_counter()
+        out.append(codec.decode(blob))
+        dec += time.perf_counter() - t1
+        enc += t1 - t0
+        sizes.append(len(blob))
+    return sizes, np.concatenate(out), enc, dec
+
+
+def _code_all(codec, feats: np.ndarray, workers: int):
+    n = len(feats)
+    _WORK.update(codec=codec, features=feats)
+    try:
+        if workers <= 1 or n < 2 * workers:
+            return _code_range(0, n)
+        import multiprocessing as mp
+        from concurrent.futures import ProcessPoolExecutor
+
+        bounds = np.linspace(0, n, workers + 1).astype(int)
+        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
+            parts = list(ex.map(_code_range, bounds[:-1].tolist(), bounds[1:].tolist()))
+        return ([s for p in parts for s in p[0]], np.concatenate([p[1] for p in parts]),
+                sum(p[2] for p in parts), sum(p[3] for p in parts))
+    finally:
+        _WORK.clear()
+
+
+def _measure(point, feature, sm, base_logits, labels, ref_top1, batch, workers=1) -> dict:
     codec = make_codec(point, feature)
     feats = sm.features
     n = len(feats)
-    t0 = time.perf_counter()
-    blobs = [codec.encode(feats[i:i + 1]) for i in range(n)]
-    t1 = time.perf_counter()
-    dec = np.concatenate([codec.decode(b) for b in blobs]).reshape(feats.shape)
+    sizes, dec, enc_s, dec_s = _code_all(codec, feats, workers)
+    dec = dec.reshape(feats.shape)
     t2 = time.perf_counter()
     exact = bool(np.array_equal(dec, feats))
     logits = base_logits if exact else tail_logits(sm, dec, batch)
     t3 = time.perf_counter()
-    sizes = np.asarray([len(b) for b in blobs], np.float64)
+    sizes = np.asarray(sizes, np.float64)
     mean_bytes = float(sizes.mean())
     return {"bytes_per_sample": mean_bytes, "bytes_min": int(sizes.min()), "bytes_max": int(sizes.max()),
             "kb_per_sample": mean_bytes / KB, "bpe": 8.0 * mean_bytes / sm.elements,
             "top1": metrics.top1(logits, labels), "agreement": metrics.agreement(logits, ref_top1),
             "exact": exact, **metrics.feature_error(feats, dec),
-            "encode_ms": (t1 - t0) / n * 1e3, "decode_ms": (t2 - t1) / n * 1e3, "tail_s": t3 - t2}
+            "encode_ms": enc_s / n * 1e3, "decode_ms": dec_s / n * 1e3, "tail_s": t3 - t2}
 
 
 def _fmt(v) -> str:
