@@ -56,6 +56,20 @@ def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
 
+def _init_conv_bn(m: nn.Module) -> bool:
+    """MobileNetV2's and EfficientNet's init of convs (He, fan-out) and BN (1, 0); False for others."""
+    if isinstance(m, nn.Conv2d):
+        nn.init.kaiming_normal_(m.weight, mode="fan_out")
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, nn.BatchNorm2d):
+        nn.init.ones_(m.weight)
+        nn.init.zeros_(m.bias)
+    else:
+        return False
+    return True
+
+
 class Conv2dNormActivation(nn.Sequential):
     """torchvision.ops.Conv2dNormActivation: conv (no bias) -> BN -> activation, keys 0/1/2."""
 
@@ -165,9 +179,10 @@ class ResNet(nn.Module):
 
 
 def resnet50(num_classes: int = 1000, in_channels: int = 3, width: float = 1.0,
-             small_input: bool = False) -> ResNet:
-    """ResNet-50 v1.5 (He et al. 2016; torchvision layout): 25.56M parameters at width 1."""
-    return ResNet((3, 4, 6, 3), num_classes, in_channels, width, small_input)
+             small_input: bool = False, zero_init_residual: bool = False) -> ResNet:
+    """ResNet-50 v1.5 (He et al. 2016; torchvision layout): 25.56M parameters at width 1.
+    ``zero_init_residual`` (as torchvision's) starts each block as the identity."""
+    return ResNet((3, 4, 6, 3), num_classes, in_channels, width, small_input, zero_init_residual)
 
 
 # --------------------------------------------------------------------------- VGG16
@@ -266,14 +281,7 @@ class MobileNetV2(nn.Module):
         self.features = nn.Sequential(*features)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout), nn.Linear(self.last_channel, num_classes))
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            if not _init_conv_bn(m) and isinstance(m, nn.Linear):
                 nn.init.normal_(m.weight, 0, 0.01)
                 nn.init.zeros_(m.bias)
 
@@ -440,14 +448,7 @@ class EfficientNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Sequential(nn.Dropout(p=dropout, inplace=True), nn.Linear(last_out, num_classes))
         for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.Linear):
+            if not _init_conv_bn(m) and isinstance(m, nn.Linear):
                 r = 1.0 / math.sqrt(m.out_features)
                 nn.init.uniform_(m.weight, -r, r)
                 nn.init.zeros_(m.bias)
@@ -689,9 +690,9 @@ ARCHS = {"resnet50": resnet50, "vgg16": vgg16, "mobilenet_v2": mobilenet_v2, "de
 # ``width``; the depth and topology are the paper's. ``epochs``/``lr`` are the training recipe
 # splitwire/train_fmnist.py uses for the committed weights.
 FMNIST_VARIANTS: dict[str, dict] = {
-    "fmnist_resnet50": dict(arch="resnet50", kwargs=dict(width=0.25, small_input=True),
+    "fmnist_resnet50": dict(arch="resnet50", kwargs=dict(width=0.25, small_input=True, zero_init_residual=True),
                             split_points=["layer1", "layer2", "layer3"], default_split="layer2",
-                            epochs=1, lr=2e-3),
+                            epochs=2, lr=2e-3),
     "fmnist_vgg16": dict(arch="vgg16", kwargs=dict(width=0.25, small_input=True, batch_norm=True),
                          split_points=["features.13", "features.23", "features.33"], default_split="features.23",
                          epochs=1, lr=2e-3),

@@ -367,8 +367,9 @@ def test_served_split_at_8_bits_agrees_with_the_full_model_on_the_subset(name, f
     finally:
         c.close()
     assert served.shape == (1000,)
-    assert (served == local).all(), np.flatnonzero(served != local)
-    assert (served == y).mean() > 0.75
+    # 8-bit features may flip a near-tie: allow 3 in 1000 (measured: resnet50 1, swin_t 0).
+    assert (served != local).sum() <= 3, np.flatnonzero(served != local)
+    assert abs((served == y).mean() - (local == y).mean()) <= 0.003 and (served == y).mean() > 0.75
 
 
 @pytest.mark.parametrize("name", sorted(PARAMS))
