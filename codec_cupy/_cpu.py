@@ -283,14 +283,15 @@ LANES = 4
 
 @njit
 def _build_decode_table(freqs, prob_bits, dec):
-    """dec[t * M + slot] = symbol | (slot - cum[symbol]) << 8 | f[symbol] << 32 (int64), so one step
-    is one load: ``x = (e >> 32) * (x >> n) + ((e >> 8) & 0xFFFF)``, symbol ``e & 0xFF``."""
+    """dec[t * M + slot] = symbol | (slot - cum[symbol]) << 8 | (f[symbol] - 1) << (8 + n), so one
+    step is one load: ``x = ((e >> (8 + n)) + 1) * (x >> n) + ((e >> 8) & (M - 1))``, symbol
+    ``e & 0xFF``. 8 + 2n bits: uint32 entries for n <= 12 (half the cache footprint), int64 above."""
     m = np.int64(1) << prob_bits
     for t in range(freqs.shape[0]):
         slot = t * m
         for a in range(freqs.shape[1]):
             f = np.int64(freqs[t, a])
-            base = np.int64(a) | (f << 32)
+            base = np.int64(a) | ((f - 1) << (8 + prob_bits))
             for r in range(f):
                 dec[slot + r] = base | (np.int64(r) << 8)
             slot += f
@@ -317,6 +318,7 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
     at a row end or with padding take the per-symbol path.
     """
     n = prob_bits
+    sn = n + 8
     mask = np.int64((1 << n) - 1)
     m = np.int64(1) << n
     qm = np.int64((1 << bits) - 1)
@@ -352,7 +354,7 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
             for l in range(LANES):
                 x = X[l]
                 d = dec[TB[l] + (x & mask)]
-                x = (d >> 32) * (x >> n) + ((d >> 8) & 0xFFFF)
+                x = ((d >> sn) + 1) * (x >> n) + ((d >> 8) & mask)
                 r = min(RP[l], lim)
                 w = np.int64(buf[r]) | (np.int64(buf[r + 1]) << 8)
                 need = x < RANS_L
@@ -386,10 +388,10 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
                     p1 += stride
                     p2 += stride
                     p3 += stride
-                    x0 = (d0 >> 32) * (x0 >> n) + ((d0 >> 8) & 0xFFFF)
-                    x1 = (d1 >> 32) * (x1 >> n) + ((d1 >> 8) & 0xFFFF)
-                    x2 = (d2 >> 32) * (x2 >> n) + ((d2 >> 8) & 0xFFFF)
-                    x3 = (d3 >> 32) * (x3 >> n) + ((d3 >> 8) & 0xFFFF)
+                    x0 = ((d0 >> sn) + 1) * (x0 >> n) + ((d0 >> 8) & mask)
+                    x1 = ((d1 >> sn) + 1) * (x1 >> n) + ((d1 >> 8) & mask)
+                    x2 = ((d2 >> sn) + 1) * (x2 >> n) + ((d2 >> 8) & mask)
+                    x3 = ((d3 >> sn) + 1) * (x3 >> n) + ((d3 >> 8) & mask)
                     q0, q1, q2, q3 = min(r0, lim), min(r1, lim), min(r2, lim), min(r3, lim)
                     w0 = np.int64(buf[np.uint64(q0)]) | (np.int64(buf[np.uint64(q0 + 1)]) << 8)
                     w1 = np.int64(buf[np.uint64(q1)]) | (np.int64(buf[np.uint64(q1 + 1)]) << 8)
@@ -422,10 +424,10 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
                     p1 += kstride
                     p2 += kstride
                     p3 += kstride
-                    x0 = (d0 >> 32) * (x0 >> n) + ((d0 >> 8) & 0xFFFF)
-                    x1 = (d1 >> 32) * (x1 >> n) + ((d1 >> 8) & 0xFFFF)
-                    x2 = (d2 >> 32) * (x2 >> n) + ((d2 >> 8) & 0xFFFF)
-                    x3 = (d3 >> 32) * (x3 >> n) + ((d3 >> 8) & 0xFFFF)
+                    x0 = ((d0 >> sn) + 1) * (x0 >> n) + ((d0 >> 8) & mask)
+                    x1 = ((d1 >> sn) + 1) * (x1 >> n) + ((d1 >> 8) & mask)
+                    x2 = ((d2 >> sn) + 1) * (x2 >> n) + ((d2 >> 8) & mask)
+                    x3 = ((d3 >> sn) + 1) * (x3 >> n) + ((d3 >> 8) & mask)
                     q0, q1, q2, q3 = min(r0, lim), min(r1, lim), min(r2, lim), min(r3, lim)
                     w0 = np.int64(buf[np.uint64(q0)]) | (np.int64(buf[np.uint64(q0 + 1)]) << 8)
                     w1 = np.int64(buf[np.uint64(q1)]) | (np.int64(buf[np.uint64(q1 + 1)]) << 8)
@@ -456,10 +458,10 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
                     p1 += kstride
                     p2 += kstride
                     p3 += kstride
-                    x0 = (d0 >> 32) * (x0 >> n) + ((d0 >> 8) & 0xFFFF)
-                    x1 = (d1 >> 32) * (x1 >> n) + ((d1 >> 8) & 0xFFFF)
-                    x2 = (d2 >> 32) * (x2 >> n) + ((d2 >> 8) & 0xFFFF)
-                    x3 = (d3 >> 32) * (x3 >> n) + ((d3 >> 8) & 0xFFFF)
+                    x0 = ((d0 >> sn) + 1) * (x0 >> n) + ((d0 >> 8) & mask)
+                    x1 = ((d1 >> sn) + 1) * (x1 >> n) + ((d1 >> 8) & mask)
+                    x2 = ((d2 >> sn) + 1) * (x2 >> n) + ((d2 >> 8) & mask)
+                    x3 = ((d3 >> sn) + 1) * (x3 >> n) + ((d3 >> 8) & mask)
                     q0, q1, q2, q3 = min(r0, lim), min(r1, lim), min(r2, lim), min(r3, lim)
                     w0 = np.int64(buf[np.uint64(q0)]) | (np.int64(buf[np.uint64(q0 + 1)]) << 8)
                     w1 = np.int64(buf[np.uint64(q1)]) | (np.int64(buf[np.uint64(q1 + 1)]) << 8)
@@ -505,18 +507,87 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
 
 
 @njit
+def _decode_one(buf, offsets, s, first, count, groups, coded, tmap, dec, prob_bits, bits, k, length, inner,
+                channels, values, vstride, out):
+    """One stream alone (a last group with a single stream): one dependency chain, which is
+    latency-bound, so the per-element bookkeeping costs little here. Returns (error, stream)."""
+    n = prob_bits
+    sn = n + 8
+    mask = np.int64((1 << n) - 1)
+    m = np.int64(1) << n
+    qm = np.int64((1 << bits) - 1)
+    lim = buf.shape[0] - 2
+    plane = channels * inner
+    rowlen = length if inner == 1 else inner
+    stride = channels if inner == 1 else 1
+    start = offsets[s]
+    x = (np.int64(buf[start]) | (np.int64(buf[start + 1]) << 8)
+         | (np.int64(buf[start + 2]) << 16) | (np.int64(buf[start + 3]) << 24))
+    bad = x < RANS_L
+    rp = start + 4
+    p = first
+    end_p = first + count
+    while p < end_p:
+        j = p // groups
+        stop = min(end_p, (j + 1) * groups)
+        c = coded[j]
+        tb = np.int64(tmap[c]) * m
+        vb = c * vstride
+        e = (p - j * groups) * k
+        row = e // rowlen
+        i = e - row * rowlen
+        base = row * plane + c * inner
+        for _ in range(stop - p):
+            d = dec[np.uint64(tb + (x & mask))]
+            x = ((d >> sn) + 1) * (x >> n) + ((d >> 8) & mask)
+            r = min(rp, lim)
+            w = np.int64(buf[np.uint64(r)]) | (np.int64(buf[np.uint64(r + 1)]) << 8)
+            need = x < RANS_L
+            x = ((x << 16) | w) if need else x
+            rp += 2 * need
+            for u in range(k):
+                if e < length:
+                    out[np.uint64(base + i * stride)] = values[np.uint64(vb + ((d >> (bits * u)) & qm))]
+                    e += 1
+                    i += 1
+                    if i == rowlen:
+                        i = 0
+                        base += plane
+        p = stop
+    if bad:
+        return ERR_STATE, s
+    if rp > offsets[s + 1]:
+        return ERR_WORDS, s
+    if x != RANS_L or rp != offsets[s + 1]:
+        return ERR_FINAL, s
+    return 0, 0
+
+
+@njit
 def _decode_streams(buf, payload, nwords, per, total, groups, coded, tmap, freqs, prob_bits, bits, k, length,
                     inner, channels, values, vstride, out):
     """Build the decode table and decode every stream into ``out``; returns (error, stream).
 
-    Streams holding P symbols go four at a time (a last group with fewer repeats its last stream);
-    a shorter last stream runs alone, repeated in all four lanes. Word reads are clamped inside
-    ``buf`` (a hostile stream never reads outside the blob) and a stream that needed words past
-    its end is detected afterwards (``RP > end``); whatever it wrote lies inside ``out``.
+    Streams holding P symbols go four at a time (a last group of two or three repeats its last
+    stream); a single stream left over, and a shorter last stream, run alone. Word reads are
+    clamped inside ``buf`` (a hostile stream never reads outside the blob) and a stream that needed
+    words past its end is detected afterwards (``RP > end``); whatever it wrote lies inside ``out``.
     """
+    if prob_bits <= 12:
+        dec32 = np.empty(freqs.shape[0] << prob_bits, np.uint32)
+        _build_decode_table(freqs, prob_bits, dec32)
+        return _decode_all(buf, payload, nwords, per, total, groups, coded, tmap, dec32, prob_bits, bits, k,
+                           length, inner, channels, values, vstride, out)
+    dec64 = np.empty(freqs.shape[0] << prob_bits, np.int64)
+    _build_decode_table(freqs, prob_bits, dec64)
+    return _decode_all(buf, payload, nwords, per, total, groups, coded, tmap, dec64, prob_bits, bits, k,
+                       length, inner, channels, values, vstride, out)
+
+
+@njit
+def _decode_all(buf, payload, nwords, per, total, groups, coded, tmap, dec, prob_bits, bits, k, length,
+                inner, channels, values, vstride, out):
     nstreams = nwords.shape[0]
-    dec = np.empty(freqs.shape[0] << prob_bits, np.int64)
-    _build_decode_table(freqs, prob_bits, dec)
     offsets = np.empty(nstreams + 1, np.int64)
     offsets[0] = payload
     for s in range(nstreams):
@@ -529,16 +600,17 @@ def _decode_streams(buf, payload, nwords, per, total, groups, coded, tmap, freqs
         for l in range(LANES):
             streams[l] = min(s0 + l, nfull - 1)
             first[l] = streams[l] * per
-        err, s = _decode_lanes(buf, offsets, streams, first, per, groups, coded, tmap, dec, prob_bits, bits, k,
-                               length, inner, channels, values, vstride, out, lane)
+        if s0 == nfull - 1:                                  # one stream left: no copies
+            err, s = _decode_one(buf, offsets, s0, s0 * per, per, groups, coded, tmap, dec, prob_bits, bits, k,
+                                 length, inner, channels, values, vstride, out)
+        else:
+            err, s = _decode_lanes(buf, offsets, streams, first, per, groups, coded, tmap, dec, prob_bits, bits,
+                                   k, length, inner, channels, values, vstride, out, lane)
         if err:
             return err, s
     if nfull < nstreams:
-        for l in range(LANES):
-            streams[l] = nfull
-            first[l] = nfull * per
-        return _decode_lanes(buf, offsets, streams, first, total - nfull * per, groups, coded, tmap, dec,
-                             prob_bits, bits, k, length, inner, channels, values, vstride, out, lane)
+        return _decode_one(buf, offsets, nfull, nfull * per, total - nfull * per, groups, coded, tmap, dec,
+                           prob_bits, bits, k, length, inner, channels, values, vstride, out)
     return 0, 0
 
 
