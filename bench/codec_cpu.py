@@ -112,6 +112,38 @@ def measure(fn, *, samples: int, min_sample_s: float, budget_s: float = 20.0) ->
 STAT = "best_s"   # which sample statistic MB/s uses; main() sets it from --stat
 
 
+def measure_paired(fa, fb, *, rounds: int, min_sample_s: float) -> dict:
+    """Speed of ``fa`` over ``fb`` (time_b / time_a) with the samples interleaved: a, b, a, b, ...
+
+    Other jobs on a shared machine change the speed of both alike within one round, so the median
+    of the per-round ratios moves far less between runs than a ratio of two separately timed
+    measurements."""
+    fa()
+    fb()
+    numbers = []
+    for f in (fa, fb):
+        t0 = time.perf_counter()
+        f()
+        numbers.append(max(1, math.ceil(min_sample_s / max(time.perf_counter() - t0, 1e-9))))
+    ratios = []
+    gc_was = gc.isenabled()
+    gc.disable()
+    try:
+        for _ in range(rounds):
+            times = []
+            for f, number in zip((fa, fb), numbers):
+                t0 = time.perf_counter()
+                for _ in range(number):
+                    f()
+                times.append((time.perf_counter() - t0) / number)
+            ratios.append(times[1] / times[0])
+    finally:
+        if gc_was:
+            gc.enable()
+    return {"median_ratio": statistics.median(ratios), "min_ratio": min(ratios), "max_ratio": max(ratios),
+            "rounds": rounds, "numbers": numbers}
+
+
 def mbps(nbytes: int, timing: dict) -> float:
     return nbytes / timing[STAT] / MB
 
@@ -256,6 +288,20 @@ def bench_pipeline(x: np.ndarray, bits: int, entropy: float, timing: dict) -> di
             "dec_MBps_f32": mbps(x.nbytes, td), "enc_timing": te, "dec_timing": td, **error_stats(x, y)}
 
 
+def bench_paired(cc, x: np.ndarray, bits: int, timing: dict) -> dict:
+    """Issue 2's speed ratios, codec and pipeline timed in alternation (see ``measure_paired``)."""
+    import zstandard
+    cctx, dctx = zstandard.ZstdCompressor(level=3), zstandard.ZstdDecompressor()
+    cfg = cc.CodecConfig(bits=bits)
+    blob, pblob = cc.encode(x, cfg, engine="cpu"), pipeline_encode(x, bits, cctx)
+    rounds = max(3, 2 * timing["samples"] + 1)
+    kw = {"rounds": rounds, "min_sample_s": timing["min_sample_s"]}
+    return {"encode": measure_paired(lambda: cc.encode(x, cfg, engine="cpu"),
+                                     lambda: pipeline_encode(x, bits, cctx), **kw),
+            "decode": measure_paired(lambda: cc.decode(blob, engine="cpu"),
+                                     lambda: pipeline_decode(pblob, dctx), **kw)}
+
+
 # ------------------------------------------------------------------------------------ splitwire
 
 def plan_summary(info: dict) -> dict:
@@ -344,10 +390,15 @@ def check_targets(rows: list[dict]) -> list[dict]:
         if r["bits"] == 4:
             p = r["pipeline"]
             enc, dec = sw["enc_MBps_f32"] / p["enc_MBps_f32"], sw["dec_MBps_f32"] / p["dec_MBps_f32"]
+            spread = {"encode": "", "decode": ""}
+            if "paired" in r:               # interleaved timing: less sensitive to other jobs
+                pe, pd = r["paired"]["encode"], r["paired"]["decode"]
+                enc, dec = pe["median_ratio"], pd["median_ratio"]
+                spread = {k: f"{v['min_ratio']:.2f}-{v['max_ratio']:.2f}" for k, v in (("encode", pe), ("decode", pd))}
             out.append({"tensor": r["tensor"], "bits": 4, "target": "encode >= 2 x NumPy+zstd-3",
-                        "measured": round(enc, 2), "ok": enc >= 2.0})
+                        "measured": round(enc, 2), "ok": enc >= 2.0, "rounds": spread["encode"]})
             out.append({"tensor": r["tensor"], "bits": 4, "target": "decode >= 1 x NumPy+zstd-3",
-                        "measured": round(dec, 2), "ok": dec >= 1.0})
+                        "measured": round(dec, 2), "ok": dec >= 1.0, "rounds": spread["decode"]})
     return out
 
 
@@ -411,9 +462,10 @@ def render_ablation(name: str, variants: list[dict], bits_list) -> str:
 
 
 def render_targets(targets: list[dict]) -> str:
-    rows = [[t["tensor"], str(t["bits"]), t["target"], fmt(t["measured"], ".4g"), "yes" if t["ok"] else "NO"]
-            for t in targets]
-    return "== issue 2 targets (splitwire cpu)\n" + table(["tensor", "bits", "target", "measured", "met"], rows)
+    rows = [[t["tensor"], str(t["bits"]), t["target"], fmt(t["measured"], ".4g"), "yes" if t["ok"] else "NO",
+             t.get("rounds", "")] for t in targets]
+    return ("== issue 2 targets (splitwire cpu; speed: median over rounds timed in alternation with the peer)\n"
+            + table(["tensor", "bits", "target", "measured", "met", "rounds min-max"], rows))
 
 
 # ------------------------------------------------------------------------------------------ main
@@ -472,6 +524,9 @@ def run_tensor(cc, name, x, bits, engines, timing, ref_timing, log) -> dict:
         sw.pop("blob")
     log("  NumPy + zstd -3 pipeline, peers ...")
     row["pipeline"] = bench_pipeline(x, bits, ent, timing)
+    if bits == 4 and "cpu" in row["splitwire"]:
+        log("  paired speed ratios (splitwire cpu vs NumPy + zstd -3) ...")
+        row["paired"] = bench_paired(cc, x, bits, timing)
     row["peers"] = bench_peers(q, bits, ent, timing)
     return row
 
