@@ -24,10 +24,11 @@ def _export(a) -> int:
         for p in points:
             # Hide modules nested in another split point (e.g. a block's last BN) unless --all.
             nested = any(p.name.startswith(n + ".") for n in names)
-            if nested and not a.all:
+            if nested and not a.all and p.name not in spec.split_points and p.name != spec.default_split:
                 continue
             shape = "x".join(map(str, p.shape[1:]))
-            mark = "  (default)" if p.name == spec.default_split else ""
+            mark = ("  (default)" if p.name == spec.default_split
+                    else "  (recommended)" if p.name in spec.split_points else "")
             print(f"  {p.name:<34} {p.kind:<26} {shape:<18} {p.elements * 4 / 1024:>10.1f}{mark}")
         if not a.all:
             print("  (--all also lists points inside these modules)")

@@ -385,3 +385,15 @@ def test_same_keys_shapes_and_outputs_as_torchvision_where_installed(name):
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():
         torch.testing.assert_close(ours(x), theirs(x), atol=1e-4, rtol=1e-4)
+
+
+def test_cli_list_shows_the_recommended_points_nested_in_features(capsys):
+    from splitwire.cli import build_parser
+
+    a = build_parser().parse_args(["export", "--model", "fmnist_densenet121", "--list"])
+    if "fmnist_densenet121" not in [n for n in FMNIST if _have_weights(n)]:
+        pytest.skip("fmnist_densenet121 weights not committed yet")
+    assert a.fn(a) == 0
+    out = capsys.readouterr().out
+    assert "features.transition2" in out and "(default)" in out and out.count("(recommended)") == 2
+    assert "features.denseblock1.denselayer1" not in out
