@@ -124,34 +124,11 @@ def _plan(engine, q, coded, ncoded, zsym, absdev, cfg: CodecConfig):
     table_choices = [cfg.tables] if cfg.tables != AUTO else [t for t in (1, 2, 4, 8, 16) if t <= ncoded]
     table_choices = [min(t, ncoded) for t in table_choices]
     first_bits = cfg.prob_bits if cfg.prob_bits != AUTO else PROB_BITS_FIRST
-    log2q = _planner.LOG2Q
-    # pack: compare candidates with one table; then tables: more pay off less and less, stop at
-    # the first loss; then precision (below).
-    best = None
-    for k, (hist, _) in zip(ks, hists):
-        t = table_choices[0]
-        prefix = _planner.rank_prefix(hist, order, ncoded)
-        cost, tmap, freqs = _planner.evaluate(prefix, order, ncoded, channels, t, first_bits, log2q)
-        if best is None or cost < best[0]:
-            best = (cost, k, t, prefix, tmap, freqs, first_bits)
-    for t in table_choices[1:]:
-        cost, tmap, freqs = _planner.evaluate(best[3], order, ncoded, channels, t, first_bits, log2q)
-        if cost >= best[0]:
-            break
-        best = (cost, best[1], t, best[3], tmap, freqs, first_bits)
-    cost, k, t, prefix, tmap, freqs, prob_bits = best
-    packed = hists[ks.index(k)][1]
-    if cfg.prob_bits == AUTO:             # walk the precision down, then up, while it pays
-        for direction in (-1, 1):
-            n = first_bits + direction
-            while _container.MIN_PROB_BITS <= n <= PROB_BITS_LAST:
-                c2, tm2, f2 = _planner.evaluate(prefix, order, ncoded, channels, t, n, log2q)
-                if c2 >= cost:
-                    break
-                cost, tmap, freqs, prob_bits = c2, tm2, f2, n
-                n += direction
-            if prob_bits != first_bits:
-                break
+    ki, t, prob_bits, cost, tmap, freqs = _planner.plan(
+        tuple(np.ascontiguousarray(h, np.int64) for h, _ in hists), order, ncoded, channels,
+        np.array(table_choices, np.int64), first_bits, cfg.prob_bits == AUTO, _container.MIN_PROB_BITS,
+        PROB_BITS_LAST, _planner.LOG2Q)
+    k, packed = ks[ki], hists[ki][1]
     groups = -(-q.shape[1] // k)
     fixed = 0 if cfg.streams == AUTO else cfg.streams
     nstreams = _planner.choose_streams(ncoded * groups, cost, int(round(cfg.stream_overhead * 1e6)), fixed)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import njit
-from ._tablecodec import best_order
+from ._tablecodec import _bitlen, best_order
 
 Q = 16                                    # fixed-point fraction bits of all costs
 MAX_PROB_BITS = 15
@@ -45,46 +45,105 @@ def normalize_freqs(counts, prob_bits, out):
     Largest-remainder rounding of counts * M / total, then every present symbol gets at least 1,
     taking the surplus one unit at a time from the symbol whose cost rises least (c / (f - 1/2),
     compared in integers). Requires #present symbols <= M. Deterministic, integer-only.
+    Absent symbols get 0; the present ones are scaled by ``_normalize_present``.
+    """
+    alphabet = counts.shape[0]
+    present = np.empty(alphabet, np.int64)
+    npresent = 0
+    for a in range(alphabet):
+        out[a] = 0
+        if counts[a] > 0:
+            present[npresent] = counts[a]
+            npresent += 1
+    if npresent == 0:
+        out[0] = np.int64(1) << prob_bits
+        return
+    f = np.empty(npresent, np.int64)
+    _normalize_present(present[:npresent], prob_bits, f)
+    j = 0
+    for a in range(alphabet):
+        if counts[a] > 0:
+            out[a] = f[j]
+            j += 1
+
+
+@njit
+def _normalize_present(counts, prob_bits, out):
+    """``normalize_freqs`` on the present symbols only (all counts > 0, in symbol order).
+
+    Every tie below breaks towards the smaller symbol, and the position in this list orders symbols
+    as their values do, so the result is the one the full alphabet gives (absent symbols: 0 there,
+    no remainder, never chosen). floor(c * M / total) is a float64 division (exact operands < 2**53,
+    so its floor is the quotient or one above) corrected by the integer remainder.
     """
     m = np.int64(1) << prob_bits
-    alphabet = counts.shape[0]
+    npresent = counts.shape[0]
     total = np.int64(0)
-    for a in range(alphabet):
-        total += counts[a]
-    if total == 0:
-        for a in range(alphabet):
-            out[a] = 0
-        out[0] = m
-        return
-    rem = np.empty(alphabet, np.int64)
+    for j in range(npresent):
+        total += counts[j]
+    ftotal = np.float64(total)
+    rem = np.empty(npresent, np.int64)
     assigned = np.int64(0)
-    for a in range(alphabet):
-        scaled = counts[a] * m
-        out[a] = scaled // total
-        rem[a] = scaled % total
-        assigned += out[a]
+    for j in range(npresent):
+        scaled = counts[j] * m
+        qt = np.int64(np.float64(scaled) / ftotal)
+        r = scaled - qt * total
+        if r < 0:
+            qt -= 1
+            r += total
+        out[j] = qt
+        rem[j] = r
+        assigned += qt
     short = m - assigned
     # +1 to the `short` largest remainders (ties: smaller symbol). The key is unique per symbol, so
     # the `short` smallest keys are those <= the short-th smallest: a selection, not a full sort.
     # The fractional parts sum to `short` and each is < 1, so only symbols with rem > 0 qualify.
     if short > 0:
-        keys = np.empty(alphabet, np.int64)
+        keys = np.empty(npresent, np.int64)
         nkeys = 0
-        for a in range(alphabet):
-            if rem[a] > 0:
-                keys[nkeys] = (total - rem[a]) * alphabet + a
+        for j in range(npresent):
+            if rem[j] > 0:
+                keys[nkeys] = (total - rem[j]) * npresent + j
                 nkeys += 1
-        kth = np.partition(keys[:nkeys], short - 1)[short - 1]
-        for a in range(alphabet):
-            if rem[a] > 0 and (total - rem[a]) * alphabet + a <= kth:
-                out[a] += 1
+        kth = _select(keys, nkeys, short - 1)
+        for j in range(npresent):
+            if rem[j] > 0 and (total - rem[j]) * npresent + j <= kth:
+                out[j] += 1
     excess = np.int64(0)
-    for a in range(alphabet):
-        if counts[a] > 0 and out[a] == 0:
-            out[a] = 1
+    for j in range(npresent):
+        if out[j] == 0:
+            out[j] = 1
             excess += 1
     if excess > 0:
         _take_surplus(counts, out, excess)
+
+
+@njit
+def _select(keys, n, k):
+    """The k-th smallest (0-based) of the distinct values keys[:n], reordering them in place
+    (quickselect, median-of-three pivot; any exact selection gives the same value)."""
+    lo, hi = 0, n - 1
+    while hi > lo:
+        mid = (lo + hi) >> 1
+        a, b, c = keys[lo], keys[mid], keys[hi]
+        pivot = max(min(a, b), min(max(a, b), c))
+        i, j = lo, hi
+        while i <= j:
+            while keys[i] < pivot:
+                i += 1
+            while keys[j] > pivot:
+                j -= 1
+            if i <= j:
+                keys[i], keys[j] = keys[j], keys[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            return keys[k]
+    return keys[k]
 
 
 @njit(inline="always")
@@ -146,6 +205,26 @@ def table_cost(counts, freqs, prob_bits, log2q):
 
 
 @njit
+def _present_table_bits(f, npresent, alphabet):
+    """``best_order(freqs)[1]`` from the nonzero frequencies ``f[:npresent]`` alone.
+
+    An absent symbol (frequency 0) codes in 2 * bitlen(2**g) - 1 - g = g + 1 bits at order g, so
+    each order's length is (A - P) * (g + 1) plus the present symbols' ``order_bits`` terms; the
+    search over g is ``best_order``'s (stop at the first length that is not smaller).
+    """
+    best = np.int64(-1)
+    for g in range(16):
+        step = np.int64(1) << g
+        total = np.int64(4) + (alphabet - npresent) * (g + 1)
+        for j in range(npresent):
+            total += 2 * _bitlen(f[j] + step) - 1 - g
+        if best >= 0 and total >= best:
+            break
+        best = total
+    return best
+
+
+@njit
 def group_channels(order, ncoded, ntables, channels):
     """Table of each channel: coded channels by rank (``order``) split into ``ntables`` equal groups."""
     tmap = np.zeros(channels, np.int64)
@@ -172,29 +251,129 @@ def rank_prefix(hist, order, ncoded):
 
 
 @njit
-def evaluate(prefix, order, ncoded, channels, ntables, prob_bits, log2q):
-    """Cost (Q16 bits) of coding the ranked histograms (``rank_prefix``) with T group tables."""
+def _cost(prefix, ncoded, ntables, prob_bits, log2q, freqs):
+    """Cost (Q16 bits) of T group tables over ``prefix``; the tables go to ``freqs`` (T, A), zeroed.
+
+    With T = 1, ``prefix`` may be the two rows (0, column sums): the one group is its last row
+    minus its first. The same numbers as ``normalize_freqs`` + ``table_cost`` per group, computed
+    on each group's present symbols only (``_normalize_present``, ``_present_table_bits``).
+    """
     alphabet = prefix.shape[1]
-    tmap = group_channels(order, ncoded, ntables, channels)
-    grouped = np.empty(alphabet, np.int64)
-    freqs = np.zeros((ntables, alphabet), np.int64)
+    sym = np.empty(alphabet, np.int64)
+    cnt = np.empty(alphabet, np.int64)
+    f = np.empty(alphabet, np.int64)
+    nq = np.int64(prob_bits) << Q
     cost = np.int64(0)
     lo = 0
     for t in range(ntables):
         hi = lo                                # ranks r of table t: r * T // ncoded == t
         while hi < ncoded and hi * ntables // ncoded == t:
             hi += 1
+        top = prefix.shape[0] - 1 if ntables == 1 else hi
+        npresent = 0
         for a in range(alphabet):
-            grouped[a] = prefix[hi, a] - prefix[lo, a]
-        normalize_freqs(grouped, prob_bits, freqs[t])
-        cost += table_cost(grouped, freqs[t], prob_bits, log2q)
+            c = prefix[top, a] - prefix[lo, a]
+            if c > 0:
+                sym[npresent] = a
+                cnt[npresent] = c
+                npresent += 1
+        row = freqs[t]
+        if npresent == 0:
+            row[0] = np.int64(1) << prob_bits
+            _, table_bits = best_order(row)
+            cost += np.int64(table_bits) << Q
+            lo = hi
+            continue
+        _normalize_present(cnt[:npresent], prob_bits, f)
+        data = np.int64(0)
+        for j in range(npresent):
+            row[sym[j]] = f[j]
+            data += cnt[j] * (nq - log2q[f[j]])
+        cost += data + (_present_table_bits(f, npresent, alphabet) << Q)
         lo = hi
-    if ntables > 1:
-        width = 1
-        while (1 << width) < ntables:
-            width += 1
-        cost += np.int64(channels * width) << Q
-    return cost, tmap, freqs
+    return cost
+
+
+@njit
+def evaluate(prefix, order, ncoded, channels, ntables, prob_bits, log2q):
+    """Cost (Q16 bits) of coding the ranked histograms (``rank_prefix``) with T group tables."""
+    freqs = np.zeros((ntables, prefix.shape[1]), np.int64)
+    cost = _cost(prefix, ncoded, ntables, prob_bits, log2q, freqs) + _map_bits(channels, ntables)
+    return cost, group_channels(order, ncoded, ntables, channels), freqs
+
+
+@njit
+def _map_bits(channels, ntables):
+    """Q16 bits of the channel -> table map (none for one table)."""
+    if ntables == 1:
+        return np.int64(0)
+    width = 1
+    while (1 << width) < ntables:
+        width += 1
+    return np.int64(channels * width) << Q
+
+
+@njit
+def _column_sums(hist, order, ncoded):
+    """The two rows (0, sum of the coded channels' histograms): a one-table ``_cost`` prefix."""
+    out = np.zeros((2, hist.shape[1]), np.int64)
+    for r in range(ncoded):
+        c = order[r]
+        for a in range(hist.shape[1]):
+            out[1, a] += hist[c, a]
+    return out
+
+
+@njit
+def plan(hists, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, log2q):
+    """The planner's whole search in one call: (pack index, tables, prob_bits, cost, table map, freqs).
+
+    ``hists``: per pack candidate, the per-channel histograms; ``tables``: the table counts to try.
+    Pack: compare candidates with ``tables[0]`` tables (ties keep the earlier); then tables: more
+    pay off less and less, stop at the first loss; then, if ``walk_bits``, the precision walks down
+    from ``first_bits``, then up, while it pays. A prefix (``rank_prefix``) is built only for the
+    chosen pack, and only when a candidate has more than one table.
+    """
+    t = tables[0]
+    best_cost = np.int64(-1)
+    best_i = 0
+    best_prefix = np.zeros((2, 1), np.int64)
+    best_freqs = np.zeros((1, 1), np.int64)
+    for i in range(len(hists)):
+        hist = hists[i]
+        if t == 1:
+            prefix = _column_sums(hist, order, ncoded)
+        else:
+            prefix = rank_prefix(hist, order, ncoded)
+        freqs = np.zeros((t, hist.shape[1]), np.int64)
+        cost = _cost(prefix, ncoded, t, first_bits, log2q, freqs) + _map_bits(channels, t)
+        if best_cost < 0 or cost < best_cost:
+            best_cost, best_i, best_prefix, best_freqs = cost, i, prefix, freqs
+    cost, prefix, freqs = best_cost, best_prefix, best_freqs
+    alphabet = prefix.shape[1]
+    if tables.shape[0] > 1 and t == 1:
+        prefix = rank_prefix(hists[best_i], order, ncoded)
+    for j in range(1, tables.shape[0]):
+        t2 = tables[j]
+        f2 = np.zeros((t2, alphabet), np.int64)
+        c2 = _cost(prefix, ncoded, t2, first_bits, log2q, f2) + _map_bits(channels, t2)
+        if c2 >= cost:
+            break
+        cost, t, freqs = c2, t2, f2
+    prob_bits = first_bits
+    if walk_bits:
+        for direction in (-1, 1):
+            n = first_bits + direction
+            while min_bits <= n <= max_bits:
+                f2 = np.zeros((t, alphabet), np.int64)
+                c2 = _cost(prefix, ncoded, t, n, log2q, f2) + _map_bits(channels, t)
+                if c2 >= cost:
+                    break
+                cost, freqs, prob_bits = c2, f2, n
+                n += direction
+            if prob_bits != first_bits:
+                break
+    return best_i, t, prob_bits, cost, group_channels(order, ncoded, t, channels), freqs
 
 
 @njit
