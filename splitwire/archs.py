@@ -690,9 +690,9 @@ ARCHS = {"resnet50": resnet50, "vgg16": vgg16, "mobilenet_v2": mobilenet_v2, "de
 # ``width``; the depth and topology are the paper's. ``epochs``/``lr`` are the training recipe
 # splitwire/train_fmnist.py uses for the committed weights.
 FMNIST_VARIANTS: dict[str, dict] = {
-    "fmnist_resnet50": dict(arch="resnet50", kwargs=dict(width=0.25, small_input=True, zero_init_residual=True),
+    "fmnist_resnet50": dict(arch="resnet50", kwargs=dict(width=0.25, small_input=True),
                             split_points=["layer1", "layer2", "layer3"], default_split="layer2",
-                            epochs=2, lr=2e-3),
+                            epochs=1, lr=2e-3),
     "fmnist_vgg16": dict(arch="vgg16", kwargs=dict(width=0.25, small_input=True, batch_norm=True),
                          split_points=["features.13", "features.23", "features.33"], default_split="features.23",
                          epochs=1, lr=2e-3),
