@@ -15,6 +15,7 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("onnxruntime")
 
+from conftest import private_head_cache, running_server, triton_available  # noqa: E402
 from splitwire import archs, datasets, models  # noqa: E402
 from splitwire.export import export_onnx, export_split  # noqa: E402
 from splitwire.split import split_points  # noqa: E402
@@ -300,47 +301,20 @@ def test_training_script_smoke(tmp_path):
 SERVED = ["fmnist_resnet50", "fmnist_swin_t"]  # NCHW and NHWC (codec axis -1) features
 
 
-def _triton_available():
-    import importlib.util
-    import os
-
-    if importlib.util.find_spec("pytriton") and importlib.util.find_spec("tritonclient"):
-        return True
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must install nvidia-pytriton and tritonclient for the Triton tests")
-    return False
-
-
 @pytest.fixture(scope="module")
 def fmnist_server(fmnist_specs, tmp_path_factory):
-    if not _triton_available():
+    if not triton_available():
         pytest.skip("needs nvidia-pytriton (bundled tritonserver) and tritonclient")
     missing = [n for n in SERVED if n not in fmnist_specs]
     if missing:
         pytest.skip(f"weights of {missing} not committed yet")
-    import os
-
-    from splitwire.serve import TritonServer, resolve_ports
-
     repo = tmp_path_factory.mktemp("fmnist_repository")
     for n in SERVED:
         spec = fmnist_specs[n]
         export_split(spec.module, spec.default_split, repo, name=n, input_shape=spec.input_shape, bits=8,
                      preprocess=spec.preprocess, labels=spec.labels, max_batch=50, channel_axis=spec.channel_axis)
-    old = os.environ.get("SPLITWIRE_CACHE")
-    os.environ["SPLITWIRE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    http, grpc, metrics = resolve_ports(0, 0, 0)
-    s = TritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                     log=tmp_path_factory.mktemp("log") / "tritonserver.log")
-    s.start(timeout=180)
-    try:
+    with private_head_cache(tmp_path_factory), running_server(repo, tmp_path_factory) as s:
         yield s
-    finally:
-        s.stop()
-        if old is None:
-            os.environ.pop("SPLITWIRE_CACHE", None)
-        else:
-            os.environ["SPLITWIRE_CACHE"] = old
 
 
 @pytest.mark.triton

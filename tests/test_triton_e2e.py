@@ -6,8 +6,6 @@ addresses are used, and the fixture always stops the server.
 """
 
 import concurrent.futures as cf
-import importlib.util
-import os
 import re
 import signal
 import subprocess
@@ -18,11 +16,11 @@ import urllib.request
 import numpy as np
 import pytest
 
+from conftest import private_head_cache, running_server, triton_available  # noqa: E402
+
 pytestmark = pytest.mark.triton
 
-if importlib.util.find_spec("pytriton") is None or importlib.util.find_spec("tritonclient") is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("CI must install nvidia-pytriton and tritonclient for the Triton tests")
+if not triton_available():
     pytest.skip("needs nvidia-pytriton (bundled tritonserver) and tritonclient", allow_module_level=True)
 
 torch = pytest.importorskip("torch")
@@ -32,7 +30,7 @@ import codec_cupy as cc  # noqa: E402
 from client import SplitClient, rawframe  # noqa: E402
 from splitwire import models, samples  # noqa: E402
 from splitwire.export import export_split  # noqa: E402
-from splitwire.serve import TritonServer, resolve_ports  # noqa: E402
+from splitwire.serve import resolve_ports  # noqa: E402
 
 MODEL = "effnet"
 
@@ -52,25 +50,14 @@ def repo(spec, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def server(repo, tmp_path_factory):
-    http, grpc, metrics = resolve_ports(0, 0, 0)
-    s = TritonServer(repo, http_port=http, grpc_port=grpc, metrics_port=metrics,
-                     log=tmp_path_factory.mktemp("log") / "tritonserver.log")
-    s.start(timeout=180)
-    try:
+    with running_server(repo, tmp_path_factory) as s:
         yield s
-    finally:
-        s.stop()
 
 
 @pytest.fixture(scope="module")
 def head_cache(tmp_path_factory):
-    old = os.environ.get("SPLITWIRE_CACHE")
-    os.environ["SPLITWIRE_CACHE"] = str(tmp_path_factory.mktemp("cache"))
-    yield os.environ["SPLITWIRE_CACHE"]
-    if old is None:
-        os.environ.pop("SPLITWIRE_CACHE")
-    else:
-        os.environ["SPLITWIRE_CACHE"] = old
+    with private_head_cache(tmp_path_factory) as path:
+        yield path
 
 
 @pytest.fixture(scope="module")
