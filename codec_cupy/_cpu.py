@@ -691,21 +691,23 @@ class PackedSymbols(NamedTuple):
 
 
 def histograms(q, coded, zsym, bits, ks):
-    """Per k: (per-channel histograms (C, 2**(k*bits)), packed symbols (Cc, G) as ``PackedSymbols``).
+    """Per k: (per-channel histograms (C, 2**(k*bits)), int32 unless C * R >= 2**31, packed symbols
+    (Cc, G) as ``PackedSymbols``).
 
     One pass over q for the largest k; the others are marginals of its histograms (``_marginal``).
     """
     channels, length = q.shape
     zs = np.ascontiguousarray(zsym, np.int64)
     kbig = max(ks)
-    big = np.zeros((channels, 1 << (kbig * bits)), np.int64)
+    dtype = np.int32 if channels * length < (1 << 31) else np.int64     # counts summed over channels fit
+    big = np.zeros((channels, 1 << (kbig * bits)), dtype)
     if length:
         _histogram(q, coded, zs, bits, kbig, big)
     out = []
     for k in ks:
         hist = big
         if k != kbig:
-            hist = np.zeros((channels, 1 << (k * bits)), np.int64)
+            hist = np.zeros((channels, 1 << (k * bits)), dtype)
             if length:
                 _marginal(big, kbig, k, bits, coded, zs, length, hist)
         out.append((hist, PackedSymbols(q, coded, zs, bits, k)))

@@ -12,7 +12,7 @@ import math
 import numpy as np
 
 from . import _container, _planner
-from ._quantizer import QuantParams, clip_range, ecsq_params, subsample_rows, uniform_params
+from ._quantizer import BF16_MAX, F32_TINY, QuantParams, clip_range, ecsq_params, subsample_rows, uniform_params
 from .config import AUTO, CodecConfig
 from .errors import InputError
 
@@ -60,6 +60,8 @@ def choose_params(engine, xv, cfg: CodecConfig, to_host=np.asarray) -> QuantPara
     """Quantizer parameters; ``to_host`` brings a device view to NumPy for the subsampling policies."""
     lo, hi = engine.minmax(xv)                                      # also rejects NaN/Inf
     per_channel = cfg.granularity == "channel"
+    if not per_channel and cfg.clip == "none" and cfg.quantizer != "ecsq":
+        return _tensor_params(float(lo.min(initial=0.0)), float(hi.max(initial=0.0)), cfg.bits)
     if cfg.clip != "none" or cfg.quantizer == "ecsq":
         xv = to_host(xv)
     if cfg.clip != "none":
@@ -70,6 +72,17 @@ def choose_params(engine, xv, cfg: CodecConfig, to_host=np.asarray) -> QuantPara
         samples = subsample_rows(xv, max(1, 65536 // max(1, xv.shape[1])))
         return ecsq_params(samples, lo.min(initial=0.0), hi.max(initial=0.0), cfg.bits, cfg.ecsq_lambda)
     return uniform_params(lo, hi, cfg.bits, per_channel)
+
+
+def _tensor_params(lo: float, hi: float, bits: int) -> QuantParams:
+    """``uniform_params`` for one per-tensor range in Python floats: the same float64 operations,
+    float32 rounding and round-half-even (``round``), without a dozen NumPy calls on 1-element arrays."""
+    qmax = (1 << bits) - 1
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    span = hi - lo
+    scale = np.float32(min(max(span / qmax if span > 0 else 1.0, F32_TINY), BF16_MAX))
+    zero = min(max(round(-lo / float(scale)), 0), qmax)
+    return QuantParams(scale=np.array([scale], np.float32), zero_point=np.array([zero], np.int64))
 
 
 def pack_candidates(cfg: CodecConfig) -> list[int]:
@@ -124,8 +137,9 @@ def _plan(engine, q, coded, ncoded, zsym, absdev, cfg: CodecConfig):
     table_choices = [cfg.tables] if cfg.tables != AUTO else [t for t in (1, 2, 4, 8, 16) if t <= ncoded]
     table_choices = [min(t, ncoded) for t in table_choices]
     first_bits = cfg.prob_bits if cfg.prob_bits != AUTO else PROB_BITS_FIRST
+    hist_dtype = np.int32 if all(h.dtype == np.int32 for h, _ in hists) else np.int64
     ki, t, prob_bits, cost, tmap, freqs = _planner.plan(
-        tuple(np.ascontiguousarray(h, np.int64) for h, _ in hists), order, ncoded, channels,
+        tuple(np.ascontiguousarray(h, hist_dtype) for h, _ in hists), order, ncoded, channels,
         np.array(table_choices, np.int64), first_bits, cfg.prob_bits == AUTO, _container.MIN_PROB_BITS,
         PROB_BITS_LAST, _planner.LOG2Q)
     k, packed = ks[ki], hists[ki][1]

@@ -235,13 +235,14 @@ def group_channels(order, ncoded, ntables, channels):
 
 @njit
 def rank_prefix(hist, order, ncoded):
-    """Prefix sums (ncoded + 1, A) of the per-channel histograms taken in rank order (``order``).
+    """Prefix sums (ncoded + 1, A) of the per-channel histograms taken in rank order (``order``),
+    in the histograms' integer type (int32 only where all counts together stay below 2**31).
 
     Every candidate grouping is a split of the ranks into contiguous ranges, so the counts of a
     group are one difference of two rows, whatever the number of tables.
     """
     alphabet = hist.shape[1]
-    prefix = np.empty((ncoded + 1, alphabet), np.int64)
+    prefix = np.empty((ncoded + 1, alphabet), hist.dtype)
     prefix[0, :] = 0
     for r in range(ncoded):
         c = order[r]
@@ -316,7 +317,7 @@ def _map_bits(channels, ntables):
 @njit
 def _column_sums(hist, order, ncoded):
     """The two rows (0, sum of the coded channels' histograms): a one-table ``_cost`` prefix."""
-    out = np.zeros((2, hist.shape[1]), np.int64)
+    out = np.zeros((2, hist.shape[1]), hist.dtype)
     for r in range(ncoded):
         c = order[r]
         for a in range(hist.shape[1]):
@@ -337,7 +338,7 @@ def plan(hists, order, ncoded, channels, tables, first_bits, walk_bits, min_bits
     t = tables[0]
     best_cost = np.int64(-1)
     best_i = 0
-    best_prefix = np.zeros((2, 1), np.int64)
+    best_prefix = np.zeros((2, 1), hists[0].dtype)
     best_freqs = np.zeros((1, 1), np.int64)
     for i in range(len(hists)):
         hist = hists[i]

@@ -114,12 +114,16 @@ def write_tables(freqs, out):
     for t in range(freqs.shape[0]):
         g, _ = best_order(freqs[t])
         pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(g), 4)
+        gmask = (np.int64(1) << g) - 1
         for a in range(freqs.shape[1]):
             v = np.int64(freqs[t, a])
             u = (v >> g) + 1
-            z = 0
-            while (u >> (z + 1)) != 0:
-                z += 1
+            z = _bitlen(u) - 1
+            if 2 * z + 1 + g <= 56:            # the whole code in one put (nacc < 8 before it)
+                code = ((u << (z + 1)) | (np.int64(1) << z)) & ((np.int64(1) << (2 * z + 1)) - 1)
+                code |= (v & gmask) << (2 * z + 1)
+                pos, acc, nacc = _put(out, pos, acc, nacc, code, 2 * z + 1 + g)
+                continue
             pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(0), z)   # z zero bits
             pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(1), 1)   # the marker bit
             pos, acc, nacc = _put(out, pos, acc, nacc, u, z)             # low z bits of u
