@@ -148,19 +148,36 @@ def write(h: Header, streams: np.ndarray) -> bytes:
     out += bytes((h.pack, h.prob_bits, h.ntables))
     if h.zero_mask is not None:
         out += np.packbits(h.zero_mask.astype(np.uint8), bitorder="little").tobytes()
-    if h.ntables > 1:
-        out += pack_fields(h.table_map, table_map_width(h.ntables))
-    scratch = np.zeros(tc.max_tables_bytes(h.ntables, h.alphabet), np.uint8)
-    n = tc.write_tables(h.freqs.astype(np.int64), scratch)
-    out += scratch[:n].tobytes()
-    # stream directory
-    directory = np.zeros(9 * (h.num_streams + 1), np.uint8)
-    pos = tc.write_uvarints(np.array([h.num_streams], np.int64), directory, 0)
-    pos = tc.write_uvarints(h.nwords.astype(np.int64), directory, pos)
-    out += directory[:pos].tobytes()
+    # table map, tables and stream directory in one compiled call
+    out += _model_tail(np.asarray(h.table_map, np.int64), table_map_width(h.ntables) if h.ntables > 1 else 0,
+                       np.asarray(h.freqs, np.int64), np.asarray(h.nwords, np.int64),
+                       tc.max_tables_bytes(h.ntables, h.alphabet)).tobytes()
     out += memoryview(np.ascontiguousarray(streams, np.uint8)).cast("B")
     out += crc32c(out).to_bytes(4, "little")
     return bytes(out)
+
+
+@njit
+def _model_tail(table_map, width, freqs, nwords, tables_bound):
+    """The table map (``pack_fields`` of ``width`` bits; none for width 0), the serialized tables
+    (``write_tables``) and the stream directory (uvarints: S, then each stream's word count)."""
+    nmap = (table_map.shape[0] * width + 7) // 8 if width > 0 else 0
+    out = np.zeros(nmap + tables_bound + 9 * (nwords.shape[0] + 1), np.uint8)
+    pos = 0
+    if width > 0:
+        acc = np.uint64(0)
+        nacc = 0
+        for c in range(table_map.shape[0]):
+            pos, acc, nacc = tc._put(out, pos, acc, nacc, table_map[c], width)
+        if nacc > 0:
+            out[pos] = np.uint8(acc & np.uint64(0xFF))
+            pos += 1
+    pos += tc.write_tables(freqs, out[pos:])
+    count = np.empty(1, np.int64)
+    count[0] = nwords.shape[0]
+    pos = tc.write_uvarints(count, out, pos)
+    pos = tc.write_uvarints(nwords, out, pos)
+    return out[:pos]
 
 
 def table_map_width(ntables: int) -> int:

@@ -724,19 +724,47 @@ def encode_tables(freqs, prob_bits):
     return f, cum, rcp, (np.int64(1) << prob_bits) - f
 
 
-def rans_encode(packed: PackedSymbols, tsel, freqs, prob_bits, nstreams):
-    """Streams of the packed symbols; ``tsel`` is the table of each coded channel."""
-    total = packed.size
+@njit
+def _encode_streams(q, coded, tsel, zsym, k, bits, freqs, prob_bits, nstreams):
+    """``rans_encode`` in one compiled call: symbol indices, encoder tables (as ``encode_tables``:
+    the same float64 division for the reciprocals), the streams. Returns (bytes, words per stream)."""
+    length = q.shape[1]
+    total = coded.shape[0] * ((length + k - 1) // k)
     out = np.empty(STATE_BYTES * nstreams + 2 * total, np.uint8)
     nwords = np.zeros(nstreams, np.int64)
     if nstreams == 0:
         return out[:0], nwords
     sidx = np.empty(total, np.uint16)                      # T * A <= 16 * 256
-    _symbol_indices(packed.q, packed.q.shape[1], packed.coded, np.asarray(tsel, np.int64), packed.zsym,
-                    packed.k, packed.bits, sidx)
-    scratch = np.empty(4 * -(-total // nstreams), np.uint16)
-    n = _rans_encode(sidx, *encode_tables(freqs, prob_bits), prob_bits, nstreams, out, nwords, scratch)
+    _symbol_indices(q, length, coded, tsel, zsym, k, bits, sidx)
+    ntab, alphabet = freqs.shape
+    size = ntab * alphabet
+    f = np.empty(size, np.int64)
+    cum = np.empty(size, np.int64)
+    rcp = np.zeros(size, np.float64)                       # f = 0 is never looked up
+    mf = np.empty(size, np.int64)
+    m = np.int64(1) << prob_bits
+    for t in range(ntab):
+        c = np.int64(0)
+        for a in range(alphabet):
+            i = t * alphabet + a
+            v = np.int64(freqs[t, a])
+            f[i] = v
+            cum[i] = c
+            c += v
+            if v > 0:
+                rcp[i] = (1.0 + 2.0 ** -44) / np.float64(v)
+            mf[i] = m - v
+    scratch = np.empty(4 * ((total + nstreams - 1) // nstreams), np.uint16)
+    n = _rans_encode(sidx, f, cum, rcp, mf, prob_bits, nstreams, out, nwords, scratch)
     return out[:n], nwords
+
+
+def rans_encode(packed: PackedSymbols, tsel, freqs, prob_bits, nstreams):
+    """Streams of the packed symbols; ``tsel`` is the table of each coded channel."""
+    if nstreams == 0:                                      # nothing coded (``packed`` may be empty)
+        return np.empty(0, np.uint8), np.zeros(0, np.int64)
+    return _encode_streams(packed.q, packed.coded, np.asarray(tsel, np.int64), packed.zsym, packed.k,
+                           packed.bits, np.asarray(freqs, np.int64), prob_bits, int(nstreams))
 
 
 def dequant_values(h: Header) -> np.ndarray:
