@@ -111,8 +111,9 @@ def imagenet_inputs(preprocess: dict, input_shape, photos: list[str], crops: int
     order = sorted(range(len(xs)), key=lambda i: (labels[i] < 0, "#" in names[i]))
     if limit:
         order = order[:limit]
+    used = {src: sum(1 for i in order if names[i].startswith(src + ":")) for src in sources}
     return InputSet(np.stack([xs[i] for i in order]).astype(np.float32),
-                    np.asarray([labels[i] for i in order], np.int64), [names[i] for i in order], sources)
+                    np.asarray([labels[i] for i in order], np.int64), [names[i] for i in order], used)
 
 
 def _fmnist_inputs(spec, limit: int | None) -> InputSet:

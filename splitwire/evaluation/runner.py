@@ -9,7 +9,9 @@ uncompressed tail's logits.
 
 from __future__ import annotations
 
+import os
 import platform
+import resource
 import sys
 import time
 import traceback
@@ -97,6 +99,8 @@ def run_sweep(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, log=N
     env_threads(cfg.threads)
     out_dir = Path(out_dir)
     t_start = time.time()
+    r0, k0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu0 = r0.ru_utime + r0.ru_stime + k0.ru_utime + k0.ru_stime
     hevc_reason = hevc_available() if any(p["type"] == "hevc" for ps in cfg.codecs.values() for p in ps) else None
     if hevc_reason:
         log(f"WARNING: HEVC points skipped: no libx265 encoder via PyAV ({hevc_reason}); "
@@ -161,8 +165,11 @@ def run_sweep(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, log=N
             model_info.append(info)
     finally:
         bar.close()
+    ru_self, ru_kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu_s = ru_self.ru_utime + ru_self.ru_stime + ru_kids.ru_utime + ru_kids.ru_stime - cpu0
     return {"config": cfg.name, "source": cfg.source, "tolerance": cfg.tolerance,
-            "wall_s": time.time() - t_start, "hevc": hevc_reason or "libx265 via PyAV",
+            "wall_s": time.time() - t_start, "cpu_s": cpu_s,
+            "load_avg_at_end": list(os.getloadavg()), "hevc": hevc_reason or "libx265 via PyAV",
             "machine": {"python": platform.python_version(), "platform": platform.platform(),
                         "threads": cfg.threads, "workers": cfg.workers},
             "models": model_info, "skipped_models": skipped, "points": rows}
@@ -196,9 +203,12 @@ def _code_all(codec, feats: np.ndarray, workers: int):
         import multiprocessing as mp
         from concurrent.futures import ProcessPoolExecutor
 
-        bounds = np.linspace(0, n, workers + 1).astype(int)
+        # The first sample runs here: JIT compilation (Numba) then happens once, in the parent, and the
+        # forked workers inherit the compiled code instead of compiling it again each.
+        parts = [_code_range(0, 1)]
+        bounds = np.linspace(1, n, workers + 1).astype(int)
         with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
-            parts = list(ex.map(_code_range, bounds[:-1].tolist(), bounds[1:].tolist()))
+            parts += list(ex.map(_code_range, bounds[:-1].tolist(), bounds[1:].tolist()))
         return ([s for p in parts for s in p[0]], np.concatenate([p[1] for p in parts]),
                 sum(p[2] for p in parts), sum(p[3] for p in parts))
     finally:
