@@ -9,13 +9,19 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 . .venv/bin/activate
-# Fashion-MNIST (Debian package) for the fmnist_* models: training and the 10,000-image test set.
-# Best effort (root + apt only); without it splitwire falls back to its committed 1000 test images.
-if [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ] && [ "$(id -u)" = 0 ] \
-    && command -v apt-get >/dev/null; then
-  { apt-get install -y -q dataset-fashion-mnist || { apt-get update -q && apt-get install -y -q dataset-fashion-mnist; }; } \
-    >/dev/null 2>&1 || echo "note: apt-get install dataset-fashion-mnist failed; using the 1000-image subset" >&2
-fi
+# Debian data, best effort (root + apt only; setup never fails on it):
+# * dataset-fashion-mnist: the fmnist_* models' training and 10,000-image test set (without it,
+#   splitwire falls back to its committed 1000 test images);
+# * mate-backgrounds: 12 nature photos the evaluation adds to its ImageNet-model samples (without
+#   them, `splitwire eval` uses the other photo sources and says so).
+apt_data() {  # apt_data PACKAGE FILE-IT-PROVIDES WHAT-HAPPENS-WITHOUT-IT
+  if ! compgen -G "$2" >/dev/null && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    { apt-get install -y -q "$1" || { apt-get update -q && apt-get install -y -q "$1"; }; } \
+      >/dev/null 2>&1 || echo "note: apt-get install $1 failed; $3" >&2
+  fi
+}
+apt_data dataset-fashion-mnist /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz "using the 1000-image subset"
+apt_data mate-backgrounds "/usr/share/backgrounds/mate/nature/*.jpg" "the evaluation uses the other photos"
 stamp=.venv/.splitwire-installed
 want=$(cat pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)
 if [ -f "$stamp" ] && [ "$(cat "$stamp")" = "$want" ]; then
