@@ -298,6 +298,29 @@ def _build_decode_table(freqs, prob_bits, dec):
 
 
 @njit(inline="always")
+def _read_state(buf, start):
+    """A stream's initial 32-bit state, little-endian (FORMAT.md, stream layout)."""
+    return (np.int64(buf[start]) | (np.int64(buf[start + 1]) << 8)
+            | (np.int64(buf[start + 2]) << 16) | (np.int64(buf[start + 3]) << 24))
+
+
+@njit(inline="always")
+def _dec_advance(d, x, n, sn, mask):
+    """rANS decode step: x -> f * (x >> n) + (x & mask) - cum, with f - 1 and slot - cum packed in d."""
+    return ((d >> sn) + 1) * (x >> n) + ((d >> 8) & mask)
+
+
+@njit(inline="always")
+def _dec_renorm(x, r, buf, lim):
+    """Pull the next 16-bit word when x fell below L. The read index is clamped inside the blob and
+    the position r keeps counting, so running out of words is found after the stream, branch-free."""
+    q = min(r, lim)
+    w = np.int64(buf[np.uint64(q)]) | (np.int64(buf[np.uint64(q + 1)]) << 8)
+    need = x < RANS_L
+    return (((x << 16) | w) if need else x), r + 2 * need
+
+
+@njit(inline="always")
 def _out_pos(c, e, rowlen, stride, plane, inner):
     """Output index of element e of channel c (scalars only)."""
     row = e // rowlen
@@ -332,8 +355,7 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
     for l in range(LANES):
         s = streams[l]
         start = offsets[s]
-        x = (np.int64(buf[start]) | (np.int64(buf[start + 1]) << 8)
-             | (np.int64(buf[start + 2]) << 16) | (np.int64(buf[start + 3]) << 24))
+        x = _read_state(buf, start)
         BAD[l] = x < RANS_L                  # reported in stream order after decoding
         X[l] = x
         RP[l] = start + 4
@@ -354,12 +376,7 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
             for l in range(LANES):
                 x = X[l]
                 d = dec[TB[l] + (x & mask)]
-                x = ((d >> sn) + 1) * (x >> n) + ((d >> 8) & mask)
-                r = min(RP[l], lim)
-                w = np.int64(buf[r]) | (np.int64(buf[r + 1]) << 8)
-                need = x < RANS_L
-                X[l] = ((x << 16) | w) if need else x
-                RP[l] += 2 * need
+                X[l], RP[l] = _dec_renorm(_dec_advance(d, x, n, sn, mask), RP[l], buf, lim)
                 a = d & 0xFF
                 c = coded[J[l]]
                 for u in range(k):
@@ -388,24 +405,10 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
                     p1 += stride
                     p2 += stride
                     p3 += stride
-                    x0 = ((d0 >> sn) + 1) * (x0 >> n) + ((d0 >> 8) & mask)
-                    x1 = ((d1 >> sn) + 1) * (x1 >> n) + ((d1 >> 8) & mask)
-                    x2 = ((d2 >> sn) + 1) * (x2 >> n) + ((d2 >> 8) & mask)
-                    x3 = ((d3 >> sn) + 1) * (x3 >> n) + ((d3 >> 8) & mask)
-                    q0, q1, q2, q3 = min(r0, lim), min(r1, lim), min(r2, lim), min(r3, lim)
-                    w0 = np.int64(buf[np.uint64(q0)]) | (np.int64(buf[np.uint64(q0 + 1)]) << 8)
-                    w1 = np.int64(buf[np.uint64(q1)]) | (np.int64(buf[np.uint64(q1 + 1)]) << 8)
-                    w2 = np.int64(buf[np.uint64(q2)]) | (np.int64(buf[np.uint64(q2 + 1)]) << 8)
-                    w3 = np.int64(buf[np.uint64(q3)]) | (np.int64(buf[np.uint64(q3 + 1)]) << 8)
-                    n0, n1, n2, n3 = x0 < RANS_L, x1 < RANS_L, x2 < RANS_L, x3 < RANS_L
-                    x0 = ((x0 << 16) | w0) if n0 else x0
-                    x1 = ((x1 << 16) | w1) if n1 else x1
-                    x2 = ((x2 << 16) | w2) if n2 else x2
-                    x3 = ((x3 << 16) | w3) if n3 else x3
-                    r0 += 2 * n0
-                    r1 += 2 * n1
-                    r2 += 2 * n2
-                    r3 += 2 * n3
+                    x0, r0 = _dec_renorm(_dec_advance(d0, x0, n, sn, mask), r0, buf, lim)
+                    x1, r1 = _dec_renorm(_dec_advance(d1, x1, n, sn, mask), r1, buf, lim)
+                    x2, r2 = _dec_renorm(_dec_advance(d2, x2, n, sn, mask), r2, buf, lim)
+                    x3, r3 = _dec_renorm(_dec_advance(d3, x3, n, sn, mask), r3, buf, lim)
             elif k == 2:
                 for _ in range(run):
                     d0 = dec[np.uint64(t0 + (x0 & mask))]
@@ -424,24 +427,10 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
                     p1 += kstride
                     p2 += kstride
                     p3 += kstride
-                    x0 = ((d0 >> sn) + 1) * (x0 >> n) + ((d0 >> 8) & mask)
-                    x1 = ((d1 >> sn) + 1) * (x1 >> n) + ((d1 >> 8) & mask)
-                    x2 = ((d2 >> sn) + 1) * (x2 >> n) + ((d2 >> 8) & mask)
-                    x3 = ((d3 >> sn) + 1) * (x3 >> n) + ((d3 >> 8) & mask)
-                    q0, q1, q2, q3 = min(r0, lim), min(r1, lim), min(r2, lim), min(r3, lim)
-                    w0 = np.int64(buf[np.uint64(q0)]) | (np.int64(buf[np.uint64(q0 + 1)]) << 8)
-                    w1 = np.int64(buf[np.uint64(q1)]) | (np.int64(buf[np.uint64(q1 + 1)]) << 8)
-                    w2 = np.int64(buf[np.uint64(q2)]) | (np.int64(buf[np.uint64(q2 + 1)]) << 8)
-                    w3 = np.int64(buf[np.uint64(q3)]) | (np.int64(buf[np.uint64(q3 + 1)]) << 8)
-                    n0, n1, n2, n3 = x0 < RANS_L, x1 < RANS_L, x2 < RANS_L, x3 < RANS_L
-                    x0 = ((x0 << 16) | w0) if n0 else x0
-                    x1 = ((x1 << 16) | w1) if n1 else x1
-                    x2 = ((x2 << 16) | w2) if n2 else x2
-                    x3 = ((x3 << 16) | w3) if n3 else x3
-                    r0 += 2 * n0
-                    r1 += 2 * n1
-                    r2 += 2 * n2
-                    r3 += 2 * n3
+                    x0, r0 = _dec_renorm(_dec_advance(d0, x0, n, sn, mask), r0, buf, lim)
+                    x1, r1 = _dec_renorm(_dec_advance(d1, x1, n, sn, mask), r1, buf, lim)
+                    x2, r2 = _dec_renorm(_dec_advance(d2, x2, n, sn, mask), r2, buf, lim)
+                    x3, r3 = _dec_renorm(_dec_advance(d3, x3, n, sn, mask), r3, buf, lim)
             else:
                 for _ in range(run):
                     d0 = dec[np.uint64(t0 + (x0 & mask))]
@@ -458,24 +447,10 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
                     p1 += kstride
                     p2 += kstride
                     p3 += kstride
-                    x0 = ((d0 >> sn) + 1) * (x0 >> n) + ((d0 >> 8) & mask)
-                    x1 = ((d1 >> sn) + 1) * (x1 >> n) + ((d1 >> 8) & mask)
-                    x2 = ((d2 >> sn) + 1) * (x2 >> n) + ((d2 >> 8) & mask)
-                    x3 = ((d3 >> sn) + 1) * (x3 >> n) + ((d3 >> 8) & mask)
-                    q0, q1, q2, q3 = min(r0, lim), min(r1, lim), min(r2, lim), min(r3, lim)
-                    w0 = np.int64(buf[np.uint64(q0)]) | (np.int64(buf[np.uint64(q0 + 1)]) << 8)
-                    w1 = np.int64(buf[np.uint64(q1)]) | (np.int64(buf[np.uint64(q1 + 1)]) << 8)
-                    w2 = np.int64(buf[np.uint64(q2)]) | (np.int64(buf[np.uint64(q2 + 1)]) << 8)
-                    w3 = np.int64(buf[np.uint64(q3)]) | (np.int64(buf[np.uint64(q3 + 1)]) << 8)
-                    n0, n1, n2, n3 = x0 < RANS_L, x1 < RANS_L, x2 < RANS_L, x3 < RANS_L
-                    x0 = ((x0 << 16) | w0) if n0 else x0
-                    x1 = ((x1 << 16) | w1) if n1 else x1
-                    x2 = ((x2 << 16) | w2) if n2 else x2
-                    x3 = ((x3 << 16) | w3) if n3 else x3
-                    r0 += 2 * n0
-                    r1 += 2 * n1
-                    r2 += 2 * n2
-                    r3 += 2 * n3
+                    x0, r0 = _dec_renorm(_dec_advance(d0, x0, n, sn, mask), r0, buf, lim)
+                    x1, r1 = _dec_renorm(_dec_advance(d1, x1, n, sn, mask), r1, buf, lim)
+                    x2, r2 = _dec_renorm(_dec_advance(d2, x2, n, sn, mask), r2, buf, lim)
+                    x3, r3 = _dec_renorm(_dec_advance(d3, x3, n, sn, mask), r3, buf, lim)
             X[0], X[1], X[2], X[3] = x0, x1, x2, x3
             RP[0], RP[1], RP[2], RP[3] = r0, r1, r2, r3
             for l in range(LANES):
@@ -521,8 +496,7 @@ def _decode_one(buf, offsets, s, first, count, groups, coded, tmap, dec, prob_bi
     rowlen = length if inner == 1 else inner
     stride = channels if inner == 1 else 1
     start = offsets[s]
-    x = (np.int64(buf[start]) | (np.int64(buf[start + 1]) << 8)
-         | (np.int64(buf[start + 2]) << 16) | (np.int64(buf[start + 3]) << 24))
+    x = _read_state(buf, start)
     bad = x < RANS_L
     rp = start + 4
     p = first
@@ -539,12 +513,7 @@ def _decode_one(buf, offsets, s, first, count, groups, coded, tmap, dec, prob_bi
         base = row * plane + c * inner
         for _ in range(stop - p):
             d = dec[np.uint64(tb + (x & mask))]
-            x = ((d >> sn) + 1) * (x >> n) + ((d >> 8) & mask)
-            r = min(rp, lim)
-            w = np.int64(buf[np.uint64(r)]) | (np.int64(buf[np.uint64(r + 1)]) << 8)
-            need = x < RANS_L
-            x = ((x << 16) | w) if need else x
-            rp += 2 * need
+            x, rp = _dec_renorm(_dec_advance(d, x, n, sn, mask), rp, buf, lim)
             for u in range(k):
                 if e < length:
                     out[np.uint64(base + i * stride)] = values[np.uint64(vb + ((d >> (bits * u)) & qm))]
