@@ -117,45 +117,21 @@ def imagenet_inputs(preprocess: dict, input_shape, photos: list[str], crops: int
 
 
 def _fmnist_inputs(spec, limit: int | None) -> InputSet:
-    """Fashion-MNIST test images through the model's ``preprocess``.
+    """Fashion-MNIST test images through the model's published ``preprocess``, with the edge client's
+    own code (client/preprocess.py), so the evaluation sees exactly what a deployed client sends."""
+    from PIL import Image
 
-    The preprocess dict follows client/preprocess.py's keys: ``size`` (resize, bilinear, when not 28),
-    ``mean``/``std`` on the 0..255 scale (one value or one per channel), ``color``: "L" (1 channel)
-    or "RGB" (gray replicated); a callable ``spec.preprocess_array(uint8 [N,28,28]) -> float32`` wins
-    when the model spec has one.
-    """
+    from client.preprocess import load_image
+
     from .. import datasets
 
     imgs, labels = datasets.fashion_mnist(split="test", limit=limit)
-    fn = getattr(spec, "preprocess_array", None)
-    if callable(fn):
-        x = np.asarray(fn(imgs), np.float32)
-    else:
-        x = fmnist_preprocess(imgs, spec.preprocess or {}, spec.input_shape)
+    pre = spec.preprocess or {}
+    x = np.concatenate([load_image(Image.fromarray(img), pre) for img in imgs]) if len(imgs) else \
+        np.zeros((0,) + tuple(spec.input_shape), np.float32)
     n = len(labels)
-    return InputSet(x, np.asarray(labels, np.int64), [f"fashion_mnist:test[{i}]" for i in range(n)],
-                    {"fashion_mnist test": n})
-
-
-def fmnist_preprocess(imgs: np.ndarray, pre: dict, input_shape) -> np.ndarray:
-    """uint8 [N, 28, 28] -> float32 [N, C, H, W] following a preprocess dict (see _fmnist_inputs)."""
-    c, h, w = (tuple(input_shape) + (28, 28))[:3] if len(input_shape) == 3 else (1, 28, 28)
-    x = imgs.astype(np.float32)
-    if (h, w) != x.shape[1:]:
-        import torch
-        import torch.nn.functional as F
-
-        x = F.interpolate(torch.from_numpy(x)[:, None], size=(h, w), mode="bilinear",
-                          align_corners=False)[:, 0].numpy()
-    x = np.repeat(x[:, None], c, axis=1)
-    mean = np.asarray(pre.get("mean", [0.0]), np.float32).reshape(-1)
-    std = np.asarray(pre.get("std", [255.0]), np.float32).reshape(-1)
-    if mean.size not in (1, c) or std.size not in (1, c):
-        raise ValueError(f"preprocess mean/std must have 1 or {c} values, got {mean.size}/{std.size}")
-    x = (x - mean.reshape(1, -1, 1, 1)) / std.reshape(1, -1, 1, 1)
-    if pre.get("layout", "NCHW") == "NHWC":
-        x = x.transpose(0, 2, 3, 1)
-    return np.ascontiguousarray(x, dtype=np.float32)
+    return InputSet(x.astype(np.float32, copy=False), np.asarray(labels, np.int64),
+                    [f"fashion_mnist:test[{i}]" for i in range(n)], {"fashion_mnist test": n})
 
 
 def model_inputs(spec, entry) -> InputSet:
