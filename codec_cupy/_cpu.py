@@ -18,7 +18,6 @@ from ._container import (H_OK, I_BITS, I_CHANNELS, I_CODED, I_GROUPS, I_INNER, I
 from ._crc32c import crc32c
 from ._jit import HAVE_NUMBA, njit
 from ._quantizer import QuantParams
-from ._tablecodec import cumulative
 from .errors import CorruptStreamError, InputError
 
 NAME = "cpu"
@@ -196,80 +195,129 @@ def _symbol_indices(q, length, coded, tsel, zsym, k, bits, sidx):
             out[full] = tb + _pack_at(row, full * k, k, bits, length, np.int64(zsym[c]))
 
 
-@njit
-def _put(x, f, c, rcp, mf, shift):
-    """One rANS encode step on scalars; returns (state, low word, 1 if that word is emitted).
+RCP_SHIFT = 32
 
-    Branch-free (the renormalisation is data-dependent and would mispredict). The quotient
-    floor(x / f) is computed as floor(x * rcp) with rcp = (1 + 2**-44) / f in float64: after
-    renormalisation x < f * 2**(32 - n), so x / f < 2**24 and the relative error (< 2**-43) stays
-    below both the upward bias and 1/f (tests/test_codec_roundtrip.py checks every f exhaustively
-    at the extremes). Then (q << n) + x - q*f + cum == x + q * (M - f) + cum, with mf = M - f.
+
+@njit
+def _encoder_table(freqs, prob_bits, tab):
+    """The encoder's table, one 16-byte row per symbol t * A + a (uint32 ``tab``, 4 per row):
+    u32 r, u32 f * 2**(32 - n) - 1 (renormalise when x exceeds it), then u16 cum, u16 M - f, u16 L.
+
+    The quotient floor(x / f) of an encode step is (x + (x * r >> 32)) >> L with L = ceil(log2 f)
+    and r = ceil(2**(32 + L) / f) - 2**32 < 2**32: the error of the reciprocal is below
+    x / 2**(32 + L) < 2**-L <= 1/f for every state x < 2**32, so the floor is exact (an integer
+    multiply instead of a division; tests/test_codec_encoder.py checks every f). Separate fields
+    cost loads, which are cheaper than shifts and masks in the step; a row is one cache line.
     """
-    e = np.int64(x >= f << shift)
-    w = x & 0xFFFF
-    x >>= 16 * e
-    qt = np.int64(np.float64(x) * rcp)
-    return x + qt * mf + c, w, e
+    m = np.int64(1) << prob_bits
+    shift = 32 - prob_bits
+    alphabet = freqs.shape[1]
+    t16 = tab.view(np.uint16)
+    for t in range(freqs.shape[0]):
+        cum = np.int64(0)
+        for a in range(alphabet):
+            f = np.int64(freqs[t, a])
+            i = t * alphabet + a
+            lg = 0
+            while (np.int64(1) << lg) < f:
+                lg += 1
+            r = ((np.int64(1) << (RCP_SHIFT + lg)) + f - 1) // f - (np.int64(1) << RCP_SHIFT) if f > 0 else 0
+            tab[4 * i] = r
+            tab[4 * i + 1] = (f << shift) - 1 if f > 0 else 0
+            t16[8 * i + 4] = cum
+            t16[8 * i + 5] = m - f
+            t16[8 * i + 6] = lg
+            t16[8 * i + 7] = 0
+            cum += f
+
+
+@njit(inline="always")
+def _lane_step(x, n, a, t32, t16, scratch):
+    """One rANS encode step of state x (uint64) for symbol row ``a``; branch-free (renormalisation
+    is data-dependent). The word goes to scratch[n], written backwards (n drops when the word is
+    kept), so a lane's words end up in decoder order. Unsigned indices: no negative-index
+    wraparound code in the hot loop."""
+    a = np.uint64(a)
+    i32 = a << np.uint64(2)
+    i16 = a << np.uint64(3)
+    emit = x > np.uint64(t32[i32 + np.uint64(1)])
+    scratch[np.uint64(n)] = np.uint16(x & np.uint64(0xFFFF))
+    x = (x >> np.uint64(16)) if emit else x
+    q = (x + ((x * np.uint64(t32[i32])) >> np.uint64(RCP_SHIFT))) >> np.uint64(t16[i16 + np.uint64(6)])
+    x = x + q * np.uint64(t16[i16 + np.uint64(5)]) + np.uint64(t16[i16 + np.uint64(4)])
+    return x, n - np.int64(emit)
 
 
 @njit
-def _emit_stream(out, pos, x, scratch, base, nw):
-    """State (u32) and the words in decoder order (reverse emission order); returns the new end."""
-    for b in range(4):
-        out[pos + b] = np.uint8((x >> (8 * b)) & 0xFF)
-    pos += 4
-    for i in range(nw):
-        w = scratch[base + nw - 1 - i]
-        out[pos] = np.uint8(w & 0xFF)
-        out[pos + 1] = np.uint8(w >> 8)
-        pos += 2
+def _emit_stream(out16, pos, x, scratch, end, nw):
+    """State (two u16, low first) and the stream's words (already in decoder order in
+    scratch[end - nw:end]); returns the new end in u16 units."""
+    out16[pos] = np.uint16(x & np.uint64(0xFFFF))
+    out16[pos + 1] = np.uint16(x >> np.uint64(16))
+    out16[pos + 2:pos + 2 + nw] = scratch[end - nw:end]
+    return pos + 2 + nw
+
+
+@njit
+def _encode_four(sidx, t32, streams, per, out16, pos, nwords, scratch):
+    """Four streams of P symbols, lanes in lock step: four independent dependency chains in flight.
+    ``streams`` may repeat its last stream (the copy is discarded). Lane l's words go to
+    scratch[l * P:(l + 1) * P] (at most one per symbol)."""
+    t16 = t32.view(np.uint16)                  # the same rows: one base pointer in the loop
+    s0, s1, s2, s3 = streams[0], streams[1], streams[2], streams[3]
+    b0, b1, b2, b3 = s0 * per, s1 * per, s2 * per, s3 * per
+    x0 = x1 = x2 = x3 = np.uint64(RANS_L)
+    n0, n1, n2, n3 = per - 1, 2 * per - 1, 3 * per - 1, 4 * per - 1
+    for i in range(per - 1, -1, -1):
+        x0, n0 = _lane_step(x0, n0, sidx[np.uint64(b0 + i)], t32, t16, scratch)
+        x1, n1 = _lane_step(x1, n1, sidx[np.uint64(b1 + i)], t32, t16, scratch)
+        x2, n2 = _lane_step(x2, n2, sidx[np.uint64(b2 + i)], t32, t16, scratch)
+        x3, n3 = _lane_step(x3, n3, sidx[np.uint64(b3 + i)], t32, t16, scratch)
+    lanes = ((s0, x0, n0), (s1, x1, n1), (s2, x2, n2), (s3, x3, n3))
+    for lane in range(4):
+        s, x, n = lanes[lane]
+        if lane == 0 or s > lanes[lane - 1][0]:          # a repeated stream is written once
+            end = (lane + 1) * per
+            nwords[s] = end - 1 - n
+            pos = _emit_stream(out16, pos, x, scratch, end, nwords[s])
     return pos
 
 
 @njit
-def _rans_encode(sidx, freq, cum, rcp, mfreq, prob_bits, nstreams, out, nwords, scratch):
+def _encode_one(sidx, t32, s, first, count, out16, pos, nwords, scratch):
+    """A stream alone (symbols first .. first + count - 1): one dependency chain."""
+    t16 = t32.view(np.uint16)
+    x = np.uint64(RANS_L)
+    n = count - 1
+    for i in range(first + count - 1, first - 1, -1):
+        x, n = _lane_step(x, n, sidx[np.uint64(i)], t32, t16, scratch)
+    nwords[s] = count - 1 - n
+    return _emit_stream(out16, pos, x, scratch, count, nwords[s])
+
+
+@njit
+def _rans_encode(sidx, tab, nstreams, out16, nwords, scratch):
     """Encode the symbols ``sidx`` (flat table indices, see ``_symbol_indices``); FORMAT.md section 4.
 
-    Streams holding exactly P symbols are encoded four at a time in one loop: four independent
-    dependency chains in flight instead of one. A group with fewer than four repeats its last
-    stream (the copy is discarded); a shorter last stream is encoded alone. ``scratch`` holds
-    4 * P words; lane l collects its words in scratch[l * P:(l + 1) * P] (at most one per symbol).
+    Streams holding exactly P symbols go four at a time (a group of two or three repeats its last
+    stream); a single one left over, and a shorter last stream, are encoded alone. ``scratch``
+    holds 4 * P words. Returns the end of the streams in ``out16`` (u16 units).
     """
     total = sidx.shape[0]
     per = (total + nstreams - 1) // nstreams
     nfull = nstreams if per * nstreams == total else nstreams - 1
-    shift = 32 - prob_bits
+    streams = np.empty(4, np.int64)
     pos = 0
-    for s0 in range(0, nfull, 4):
-        s1, s2, s3 = min(s0 + 1, nfull - 1), min(s0 + 2, nfull - 1), min(s0 + 3, nfull - 1)
-        x0 = x1 = x2 = x3 = np.int64(RANS_L)
-        n0, n1, n2, n3 = 0, per, 2 * per, 3 * per
-        for i in range(per - 1, -1, -1):
-            a0, a1, a2, a3 = sidx[s0 * per + i], sidx[s1 * per + i], sidx[s2 * per + i], sidx[s3 * per + i]
-            x0, scratch[n0], e = _put(x0, freq[a0], cum[a0], rcp[a0], mfreq[a0], shift)
-            n0 += e
-            x1, scratch[n1], e = _put(x1, freq[a1], cum[a1], rcp[a1], mfreq[a1], shift)
-            n1 += e
-            x2, scratch[n2], e = _put(x2, freq[a2], cum[a2], rcp[a2], mfreq[a2], shift)
-            n2 += e
-            x3, scratch[n3], e = _put(x3, freq[a3], cum[a3], rcp[a3], mfreq[a3], shift)
-            n3 += e
-        lanes = ((s0, x0, n0), (s1, x1, n1 - per), (s2, x2, n2 - 2 * per), (s3, x3, n3 - 3 * per))
+    s0 = 0
+    while nfull - s0 >= 2:
         for lane in range(4):
-            s, x, nw = lanes[lane]
-            if lane == 0 or s > lanes[lane - 1][0]:      # a repeated stream is written once
-                nwords[s] = nw
-                pos = _emit_stream(out, pos, x, scratch, lane * per, nw)
+            streams[lane] = min(s0 + lane, nfull - 1)
+        pos = _encode_four(sidx, tab, streams, per, out16, pos, nwords, scratch)
+        s0 += 4
+    if s0 < nfull:
+        pos = _encode_one(sidx, tab, s0, s0 * per, per, out16, pos, nwords, scratch)
     if nfull < nstreams:                                    # the shorter last stream
-        x = np.int64(RANS_L)
-        n = 0
-        for i in range(total - 1, nfull * per - 1, -1):
-            a = sidx[i]
-            x, scratch[n], e = _put(x, freq[a], cum[a], rcp[a], mfreq[a], shift)
-            n += e
-        nwords[nfull] = n
-        pos = _emit_stream(out, pos, x, scratch, 0, n)
+        pos = _encode_one(sidx, tab, nfull, nfull * per, total - nfull * per, out16, pos, nwords, scratch)
     return pos
 
 
@@ -683,57 +731,38 @@ def histograms(q, coded, zsym, bits, ks):
     return out
 
 
-def encode_tables(freqs, prob_bits):
-    """Flat (T * A,) encoder tables: frequency, cumulative frequency, (1 + 2**-44) / f, M - f."""
+def encode_table(freqs, prob_bits) -> np.ndarray:
+    """The (4 * T * A,) uint32 encoder table of ``_encoder_table``."""
     f = np.asarray(freqs, np.int64)
-    cum = cumulative(f).reshape(-1)
-    f = f.reshape(-1)
-    with np.errstate(divide="ignore"):
-        rcp = (1.0 + 2.0 ** -44) / f.astype(np.float64)     # f = 0 is never looked up
-    return f, cum, rcp, (np.int64(1) << prob_bits) - f
+    tab = np.empty(4 * f.size, np.uint32)
+    _encoder_table(f, prob_bits, tab)
+    return tab
 
 
 @njit
 def _encode_streams(q, coded, tsel, zsym, k, bits, freqs, prob_bits, nstreams):
-    """``rans_encode`` in one compiled call: symbol indices, encoder tables (as ``encode_tables``:
-    the same float64 division for the reciprocals), the streams. Returns (bytes, words per stream)."""
+    """``rans_encode`` in one compiled call: symbol indices, encoder table, the streams.
+    Returns (stream bytes as u16 words, words per stream)."""
     length = q.shape[1]
     total = coded.shape[0] * ((length + k - 1) // k)
-    out = np.empty(STATE_BYTES * nstreams + 2 * total, np.uint8)
     nwords = np.zeros(nstreams, np.int64)
-    if nstreams == 0:
-        return out[:0], nwords
+    out16 = np.empty(2 * nstreams + total, np.uint16)
     sidx = np.empty(total, np.uint16)                      # T * A <= 16 * 256
     _symbol_indices(q, length, coded, tsel, zsym, k, bits, sidx)
-    ntab, alphabet = freqs.shape
-    size = ntab * alphabet
-    f = np.empty(size, np.int64)
-    cum = np.empty(size, np.int64)
-    rcp = np.zeros(size, np.float64)                       # f = 0 is never looked up
-    mf = np.empty(size, np.int64)
-    m = np.int64(1) << prob_bits
-    for t in range(ntab):
-        c = np.int64(0)
-        for a in range(alphabet):
-            i = t * alphabet + a
-            v = np.int64(freqs[t, a])
-            f[i] = v
-            cum[i] = c
-            c += v
-            if v > 0:
-                rcp[i] = (1.0 + 2.0 ** -44) / np.float64(v)
-            mf[i] = m - v
+    tab = np.empty(4 * freqs.shape[0] * freqs.shape[1], np.uint32)
+    _encoder_table(freqs, prob_bits, tab)
     scratch = np.empty(4 * ((total + nstreams - 1) // nstreams), np.uint16)
-    n = _rans_encode(sidx, f, cum, rcp, mf, prob_bits, nstreams, out, nwords, scratch)
-    return out[:n], nwords
+    n = _rans_encode(sidx, tab, nstreams, out16, nwords, scratch)
+    return out16[:n], nwords
 
 
 def rans_encode(packed: PackedSymbols, tsel, freqs, prob_bits, nstreams):
     """Streams of the packed symbols; ``tsel`` is the table of each coded channel."""
     if nstreams == 0:                                      # nothing coded (``packed`` may be empty)
         return np.empty(0, np.uint8), np.zeros(0, np.int64)
-    return _encode_streams(packed.q, packed.coded, np.asarray(tsel, np.int64), packed.zsym, packed.k,
-                           packed.bits, np.asarray(freqs, np.int64), prob_bits, int(nstreams))
+    words, nwords = _encode_streams(packed.q, packed.coded, np.asarray(tsel, np.int64), packed.zsym, packed.k,
+                                    packed.bits, np.asarray(freqs, np.int64), prob_bits, int(nstreams))
+    return words.astype("<u2", copy=False).view(np.uint8), nwords     # FORMAT.md: little-endian
 
 
 def dequant_values(h: Header) -> np.ndarray:

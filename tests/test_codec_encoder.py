@@ -1,0 +1,42 @@
+"""The cpu engine's rANS encoder internals: the integer reciprocal and the stream grouping."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import codec_cupy as cc
+from codec_cupy import _cpu
+from conftest import relu_features
+
+
+def _fields(freqs, n):
+    tab = _cpu.encode_table(freqs[None, :], n)
+    t16 = tab.view(np.uint16)
+    return tab[0::4].astype(np.uint64), tab[1::4].astype(np.int64), t16[5::8], t16[6::8].astype(np.uint64)
+
+
+@pytest.mark.parametrize("n", [8, 12, 15])
+def test_encoder_reciprocal_quotient_is_exact(n):
+    """(x + (x * r >> 32)) >> L equals x // f for every frequency, at the extremes a stream can
+    reach (x < f * 2**(32 - n) after renormalisation) and at random states."""
+    f = np.arange(1, (1 << n) + 1, dtype=np.int64)
+    r, thr, mf, lg = _fields(f, n)
+    top = f << (32 - n)                              # exclusive bound on x
+    assert np.array_equal(thr, top - 1)
+    assert np.array_equal(mf.astype(np.int64), (1 << n) - f)
+    rng = np.random.default_rng(n)
+    for x in (top - 1, top - f, top - f - 1, f * 3, f * 3 - 1, np.full_like(f, 1 << 16),
+              f * ((1 << 16) // f + 1), rng.integers(1 << 16, top)):
+        x = np.minimum(x, top - 1).astype(np.uint64)
+        q = (x + ((x * r) >> np.uint64(32))) >> lg
+        assert np.array_equal(q, x // f.astype(np.uint64))
+
+
+@pytest.mark.parametrize("streams", [1, 2, 3, 4, 5, 6, 7, 8, 9, 13])
+def test_stream_groupings_decode(streams):
+    """Groups of four lanes, groups with repeated lanes, a lone stream and a short last stream."""
+    x = relu_features(np.random.default_rng(streams), (2, 8, 9, 7))
+    blob = cc.encode(x, cc.CodecConfig(bits=4, streams=streams))
+    assert blob == cc.encode(x, cc.CodecConfig(bits=4, streams=streams), engine="reference")
+    assert cc.inspect(blob)["plan"]["streams"] == streams
