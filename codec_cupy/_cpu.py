@@ -146,6 +146,23 @@ def _histogram(q, coded, zsym, bits, k, hist):
             h[_pack_at(row, full * k, k, bits, length, np.int64(zsym[c]))] += 1
 
 
+@njit(inline="always")
+def _halves(h, w, o, col):
+    """o += column sums + row sums of h seen as a (w, w) matrix (value = high * w + low): the
+    histograms of the low and the high half of each symbol. ``col`` (w,) is scratch."""
+    col[:] = 0
+    for hi in range(w):
+        base = hi * w
+        total = np.int64(0)
+        for lo in range(w):
+            v = h[base + lo]
+            col[lo] += v
+            total += v
+        o[hi] += total
+    for lo in range(w):
+        o[lo] += col[lo]
+
+
 @njit
 def _marginal(big, kbig, k, bits, coded, zsym, length, out):
     """Histograms for pack factor ``k`` from those for ``kbig`` (a multiple of k), without a pass over q.
@@ -158,15 +175,19 @@ def _marginal(big, kbig, k, bits, coded, zsym, length, out):
     width = bits * k
     mask = (np.int64(1) << width) - 1
     extra = -(-length // kbig) * sub - (-(-length // k))
+    col = np.empty(mask + 1, np.int64)
     for j in range(coded.shape[0]):
         c = coded[j]
         h = big[c]
         o = out[c]
-        for v in range(h.shape[0]):
-            n = h[v]
-            if n:
-                for s in range(sub):
-                    o[(v >> (width * s)) & mask] += n
+        if sub == 2:
+            _halves(h, mask + 1, o, col)
+        else:
+            for v in range(h.shape[0]):
+                n = h[v]
+                if n:
+                    for s in range(sub):
+                        o[(v >> (width * s)) & mask] += n
         if extra:
             zpack = np.int64(0)
             for u in range(k):

@@ -40,3 +40,20 @@ def test_stream_groupings_decode(streams):
     blob = cc.encode(x, cc.CodecConfig(bits=4, streams=streams))
     assert blob == cc.encode(x, cc.CodecConfig(bits=4, streams=streams), engine="reference")
     assert cc.inspect(blob)["plan"]["streams"] == streams
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+@pytest.mark.parametrize("length", [1, 7, 8, 29, 64])
+def test_marginal_histograms_equal_direct_counts(bits, length):
+    """Every pack factor's histograms, derived from the largest one's, equal a direct count."""
+    rng = np.random.default_rng(bits * 100 + length)
+    channels = 5
+    q = rng.integers(0, 1 << bits, (channels, length)).astype(np.uint8)
+    q[1] = 0
+    coded = np.array([0, 1, 3, 4], np.int64)
+    zsym = rng.integers(0, 1 << bits, channels).astype(np.int64)
+    ks = [k for k in (1, 2, 4, 8) if k * bits <= 8]
+    for (hist, _), k in zip(_cpu.histograms(q, coded, zsym, bits, ks), ks):
+        direct = np.zeros_like(hist)
+        _cpu._histogram(q, coded, zsym, bits, k, direct)
+        assert np.array_equal(hist, direct)
