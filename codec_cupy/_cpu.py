@@ -692,7 +692,8 @@ def minmax(xv: np.ndarray):
     if not _minmax(xv.view(np.int32), lo, hi):
         raise InputError("the tensor contains NaN or Inf; the codec encodes finite values only "
                          "(check the head model's output, or clamp with np.nan_to_num)")
-    return _key_to_float(lo).astype(np.float64), _key_to_float(hi).astype(np.float64)
+    both = _key_to_float(np.concatenate((lo, hi))).astype(np.float64)     # one conversion for both
+    return both[:channels], both[channels:]
 
 
 def quantize(xv: np.ndarray, p: QuantParams, bits: int):
@@ -703,10 +704,18 @@ def quantize(xv: np.ndarray, p: QuantParams, bits: int):
     if p.thresholds is not None:
         _quantize_thresholds(xv, p.thresholds, np.int64(p.zero_point[0]), q, nonzero, absdev)
     else:
-        scale = np.ascontiguousarray(np.broadcast_to(p.scale, (channels,)), np.float32)
-        zero = np.ascontiguousarray(np.broadcast_to(p.zero_point, (channels,)), np.int64)
+        scale = _per_channel(p.scale, channels, np.float32)
+        zero = _per_channel(p.zero_point, channels, np.int64)
         _quantize_uniform(xv, scale, zero, (1 << bits) - 1, q, nonzero, absdev)
     return q, nonzero, absdev
+
+
+def _per_channel(values: np.ndarray, channels: int, dtype) -> np.ndarray:
+    """(C,) contiguous ``dtype`` copy of per-channel or per-tensor (1,) parameters
+    (np.full: a per-tensor value costs a fraction of what np.broadcast_to does on small tensors)."""
+    if values.shape[0] == channels:
+        return np.ascontiguousarray(values, dtype)
+    return np.full(channels, values[0], dtype)
 
 
 class PackedSymbols(NamedTuple):
