@@ -73,42 +73,66 @@ def _normalize_present(counts, prob_bits, out):
 
     Every tie below breaks towards the smaller symbol, and the position in this list orders symbols
     as their values do, so the result is the one the full alphabet gives (absent symbols: 0 there,
-    no remainder, never chosen). floor(c * M / total) is a float64 division (exact operands < 2**53,
-    so its floor is the quotient or one above) corrected by the integer remainder.
+    no remainder, never chosen).
     """
-    m = np.int64(1) << prob_bits
     npresent = counts.shape[0]
     total = np.int64(0)
     for j in range(npresent):
         total += counts[j]
-    ftotal = np.float64(total)
     rem = np.empty(npresent, np.int64)
-    assigned = np.int64(0)
-    for j in range(npresent):
+    _scaled_floor(counts, total, prob_bits, out, rem)
+    _round_and_fill(counts, total, prob_bits, out, rem, np.empty(2 * npresent + 1, np.int64))
+
+
+@njit
+def _scaled_floor(counts, total, prob_bits, q, rem):
+    """q = floor(c * M / total), rem = c * M - q * total. A float64 division (exact operands < 2**53,
+    so its floor is the quotient or one above) corrected by the integer remainder."""
+    m = np.int64(1) << prob_bits
+    ftotal = np.float64(total)
+    for j in range(counts.shape[0]):
         scaled = counts[j] * m
         qt = np.int64(np.float64(scaled) / ftotal)
         r = scaled - qt * total
         if r < 0:
             qt -= 1
             r += total
-        out[j] = qt
+        q[j] = qt
         rem[j] = r
-        assigned += qt
+
+
+@njit
+def _halve_floor(q, rem, total, n):
+    """(q, rem) of ``_scaled_floor`` at prob_bits - 1 from those at prob_bits, in place, no division:
+    c * M / 2 = (q * total + rem) / 2, and q * total + rem = c * M is even."""
+    for j in range(n):
+        odd = q[j] & 1
+        q[j] >>= 1
+        rem[j] = (odd * total + rem[j]) >> 1
+
+
+@njit
+def _double_floor(q, rem, total, n):
+    """(q, rem) at prob_bits + 1 from those at prob_bits, in place."""
+    for j in range(n):
+        r = 2 * rem[j]
+        up = r >= total
+        q[j] = 2 * q[j] + up
+        rem[j] = r - total * up
+
+
+@njit
+def _round_and_fill(counts, total, prob_bits, out, rem, scratch):
+    """From out = floor(c * M / total) and its remainders ``rem``: largest-remainder rounding, then
+    every symbol at least 1, the surplus taken back by ``_take_surplus``. ``scratch``: 2n + 1."""
+    m = np.int64(1) << prob_bits
+    npresent = counts.shape[0]
+    assigned = np.int64(0)
+    for j in range(npresent):
+        assigned += out[j]
     short = m - assigned
-    # +1 to the `short` largest remainders (ties: smaller symbol). The key is unique per symbol, so
-    # the `short` smallest keys are those <= the short-th smallest: a selection, not a full sort.
-    # The fractional parts sum to `short` and each is < 1, so only symbols with rem > 0 qualify.
     if short > 0:
-        keys = np.empty(npresent, np.int64)
-        nkeys = 0
-        for j in range(npresent):
-            if rem[j] > 0:
-                keys[nkeys] = (total - rem[j]) * npresent + j
-                nkeys += 1
-        kth = _select(keys, nkeys, short - 1)
-        for j in range(npresent):
-            if rem[j] > 0 and (total - rem[j]) * npresent + j <= kth:
-                out[j] += 1
+        _add_largest(rem, total, short, out, scratch)
     excess = np.int64(0)
     for j in range(npresent):
         if out[j] == 0:
@@ -116,6 +140,48 @@ def _normalize_present(counts, prob_bits, out):
             excess += 1
     if excess > 0:
         _take_surplus(counts, out, excess)
+
+
+@njit
+def _add_largest(rem, total, short, out, scratch):
+    """+1 to the ``short`` largest remainders (ties: smaller symbol); short <= #(rem > 0), since the
+    fractional parts rem / total sum to ``short`` and each is < 1.
+
+    The symbols are bucketed by rem (float64 rem * (n / total): monotone in rem, so every symbol of a
+    higher bucket has a larger rem); the buckets above the one holding the short-th largest all get
+    +1, and only that bucket is selected exactly, on the unique key (total - rem) * n + j.
+    """
+    n = rem.shape[0]
+    bucket = scratch[:n]
+    hist = scratch[n:2 * n + 1]
+    hist[:] = 0
+    scale = np.float64(n) / np.float64(total)
+    for j in range(n):
+        b = -1
+        if rem[j] > 0:
+            b = min(np.int64(np.float64(rem[j]) * scale), n - 1)
+            hist[b] += 1
+        bucket[j] = b
+    above = np.int64(0)
+    k = n - 1
+    while above + hist[k] < short:
+        above += hist[k]
+        k -= 1
+    need = short - above
+    nk = hist[k]
+    kth = np.int64(-1)
+    if need < nk:                          # part of bucket k: select on the exact key
+        keys = hist[:nk]                   # bucket counts are no longer needed
+        i = 0
+        for j in range(n):
+            if bucket[j] == k:
+                keys[i] = (total - rem[j]) * n + j
+                i += 1
+        kth = _select(keys, nk, need - 1)
+    for j in range(n):
+        b = bucket[j]
+        if b > k or (b == k and (kth < 0 or (total - rem[j]) * n + j <= kth)):
+            out[j] += 1
 
 
 @njit
@@ -234,73 +300,132 @@ def group_channels(order, ncoded, ntables, channels):
 
 
 @njit
-def rank_prefix(hist, order, ncoded):
-    """Prefix sums (ncoded + 1, A) of the per-channel histograms taken in rank order (``order``),
-    in the histograms' integer type (int32 only where all counts together stay below 2**31).
-
-    Every candidate grouping is a split of the ranks into contiguous ranges, so the counts of a
-    group are one difference of two rows, whatever the number of tables.
-    """
-    alphabet = hist.shape[1]
-    prefix = np.empty((ncoded + 1, alphabet), hist.dtype)
-    prefix[0, :] = 0
-    for r in range(ncoded):
-        c = order[r]
-        for a in range(alphabet):
-            prefix[r + 1, a] = prefix[r, a] + hist[c, a]
-    return prefix
+def _group_starts(ncoded, ntables):
+    """First rank of each of the T groups, then ncoded (T + 1,): group g holds the ranks r with
+    r * T // ncoded == g (``group_channels``), i.e. from ceil(g * ncoded / T)."""
+    out = np.empty(ntables + 1, np.int64)
+    for g in range(ntables + 1):
+        out[g] = (g * ncoded + ntables - 1) // ntables
+    return out
 
 
 @njit
-def _cost(prefix, ncoded, ntables, prob_bits, log2q, freqs):
-    """Cost (Q16 bits) of T group tables over ``prefix``; the tables go to ``freqs`` (T, A), zeroed.
+def _boundaries(ncoded, tables):
+    """The distinct group starts of every table count in ``tables`` (sorted, ncoded included), and the
+    row of each rank 0..ncoded among them (-1: not a start). Every candidate grouping is a union of
+    the ranges between consecutive boundaries."""
+    row = np.full(ncoded + 1, -1, np.int64)
+    for t in tables:
+        for r in _group_starts(ncoded, t):
+            row[r] = 0
+    n = 0
+    for r in range(ncoded + 1):
+        if row[r] == 0:
+            row[r] = n
+            n += 1
+    bounds = np.empty(n, np.int64)
+    for r in range(ncoded + 1):
+        if row[r] >= 0:
+            bounds[row[r]] = r
+    return bounds, row
 
-    With T = 1, ``prefix`` may be the two rows (0, column sums): the one group is its last row
-    minus its first. The same numbers as ``normalize_freqs`` + ``table_cost`` per group, computed
-    on each group's present symbols only (``_normalize_present``, ``_present_table_bits``).
-    """
+
+@njit
+def boundary_prefix(hist, order, bounds):
+    """Sums of the per-channel histograms over the ranks below each boundary (B, A), in the
+    histograms' integer type (int32 only where all counts together stay below 2**31): the counts of
+    any group are one difference of two rows. One pass over the histograms."""
+    alphabet = hist.shape[1]
+    out = np.empty((bounds.shape[0], alphabet), hist.dtype)
+    acc = np.zeros(alphabet, hist.dtype)
+    r = 0
+    for i in range(bounds.shape[0]):
+        while r < bounds[i]:
+            h = hist[order[r]]
+            for a in range(alphabet):
+                acc[a] += h[a]
+            r += 1
+        out[i] = acc
+    return out
+
+
+@njit
+def _groups(prefix, row, ncoded, ntables, prob_bits):
+    """The present symbols of the T groups, flat: group t is [off[t], off[t + 1]) of ``sym`` (symbol)
+    and ``cnt`` (count), ``tot[t]`` its count; ``q``, ``rem``: ``_scaled_floor`` at ``prob_bits``."""
     alphabet = prefix.shape[1]
-    sym = np.empty(alphabet, np.int64)
-    cnt = np.empty(alphabet, np.int64)
-    f = np.empty(alphabet, np.int64)
-    nq = np.int64(prob_bits) << Q
-    cost = np.int64(0)
-    lo = 0
+    starts = _group_starts(ncoded, ntables)
+    sym = np.empty(ntables * alphabet, np.int64)
+    cnt = np.empty(ntables * alphabet, np.int64)
+    off = np.empty(ntables + 1, np.int64)
+    tot = np.empty(ntables, np.int64)
+    n = 0
     for t in range(ntables):
-        hi = lo                                # ranks r of table t: r * T // ncoded == t
-        while hi < ncoded and hi * ntables // ncoded == t:
-            hi += 1
-        top = prefix.shape[0] - 1 if ntables == 1 else hi
-        npresent = 0
+        lo = prefix[row[starts[t]]]
+        hi = prefix[row[starts[t + 1]]]
+        off[t] = n
+        total = np.int64(0)
         for a in range(alphabet):
-            c = prefix[top, a] - prefix[lo, a]
+            c = np.int64(hi[a]) - np.int64(lo[a])
             if c > 0:
-                sym[npresent] = a
-                cnt[npresent] = c
-                npresent += 1
-        row = freqs[t]
-        if npresent == 0:
-            row[0] = np.int64(1) << prob_bits
-            _, table_bits = best_order(row)
-            cost += np.int64(table_bits) << Q
-            lo = hi
+                sym[n] = a
+                cnt[n] = c
+                total += c
+                n += 1
+        tot[t] = total
+    off[ntables] = n
+    q = np.empty(n, np.int64)
+    rem = np.empty(n, np.int64)
+    for t in range(ntables):
+        a, b = off[t], off[t + 1]
+        _scaled_floor(cnt[a:b], tot[t], prob_bits, q[a:b], rem[a:b])
+    return sym[:n], cnt[:n], off, tot, q, rem
+
+
+@njit
+def _rescale(q, rem, off, tot, up):
+    """``_groups``' q and rem, in place, at one prob_bit more (``up``) or less."""
+    for t in range(tot.shape[0]):
+        a, b = off[t], off[t + 1]
+        if up:
+            _double_floor(q[a:b], rem[a:b], tot[t], b - a)
+        else:
+            _halve_floor(q[a:b], rem[a:b], tot[t], b - a)
+
+
+@njit
+def _price(cnt, off, tot, q, rem, prob_bits, alphabet, log2q, f):
+    """Q16 bits of coding the groups with their normalized tables plus serializing the tables; the
+    frequencies go to ``f`` (flat, like ``cnt``). The same numbers as ``normalize_freqs`` +
+    ``table_cost`` per group, on the present symbols only. An empty group's table is (M, 0, ...)."""
+    nq = np.int64(prob_bits) << Q
+    scratch = np.empty(2 * alphabet + 1, np.int64)
+    cost = np.int64(0)
+    for t in range(tot.shape[0]):
+        a, b = off[t], off[t + 1]
+        if a == b:
+            cost += _present_table_bits(np.full(1, np.int64(1) << prob_bits), 1, alphabet) << Q
             continue
-        _normalize_present(cnt[:npresent], prob_bits, f)
+        fs = f[a:b]
+        fs[:] = q[a:b]
+        _round_and_fill(cnt[a:b], tot[t], prob_bits, fs, rem[a:b], scratch)
         data = np.int64(0)
-        for j in range(npresent):
-            row[sym[j]] = f[j]
+        for j in range(a, b):
             data += cnt[j] * (nq - log2q[f[j]])
-        cost += data + (_present_table_bits(f, npresent, alphabet) << Q)
-        lo = hi
+        cost += data + (_present_table_bits(fs, b - a, alphabet) << Q)
     return cost
 
 
 @njit
-def evaluate(prefix, order, ncoded, channels, ntables, prob_bits, log2q):
-    """Cost (Q16 bits) of coding the ranked histograms (``rank_prefix``) with T group tables."""
-    freqs = np.zeros((ntables, prefix.shape[1]), np.int64)
-    cost = _cost(prefix, ncoded, ntables, prob_bits, log2q, freqs) + _map_bits(channels, ntables)
-    return cost, group_channels(order, ncoded, ntables, channels), freqs
+def _tables(sym, off, f, ntables, alphabet, prob_bits):
+    """The (T, A) frequency tables from ``_price``'s flat frequencies."""
+    freqs = np.zeros((ntables, alphabet), np.int64)
+    for t in range(ntables):
+        if off[t] == off[t + 1]:
+            freqs[t, 0] = np.int64(1) << prob_bits
+        for j in range(off[t], off[t + 1]):
+            freqs[t, sym[j]] = f[j]
+    return freqs
 
 
 @njit
@@ -315,66 +440,54 @@ def _map_bits(channels, ntables):
 
 
 @njit
-def _column_sums(hist, order, ncoded):
-    """The two rows (0, sum of the coded channels' histograms): a one-table ``_cost`` prefix."""
-    out = np.zeros((2, hist.shape[1]), hist.dtype)
-    for r in range(ncoded):
-        c = order[r]
-        for a in range(hist.shape[1]):
-            out[1, a] += hist[c, a]
-    return out
-
-
-@njit
 def plan(hists, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, log2q):
     """The planner's whole search in one call: (pack index, tables, prob_bits, cost, table map, freqs).
 
     ``hists``: per pack candidate, the per-channel histograms; ``tables``: the table counts to try.
     Pack: compare candidates with ``tables[0]`` tables (ties keep the earlier); then tables: more
     pay off less and less, stop at the first loss; then, if ``walk_bits``, the precision walks down
-    from ``first_bits``, then up, while it pays. A prefix (``rank_prefix``) is built only for the
-    chosen pack, and only when a candidate has more than one table.
+    from ``first_bits``, then up, while it pays. The histograms are summed once per pack, over the
+    ranges between all candidate groupings' boundaries; each grouping's counts are extracted once
+    and the precision walk rescales their scaled floors instead of dividing again.
     """
+    bounds, row = _boundaries(ncoded, tables)
     t = tables[0]
-    best_cost = np.int64(-1)
+    cost = np.int64(-1)
     best_i = 0
-    best_prefix = np.zeros((2, 1), hists[0].dtype)
-    best_freqs = np.zeros((1, 1), np.int64)
     for i in range(len(hists)):
-        hist = hists[i]
-        if t == 1:
-            prefix = _column_sums(hist, order, ncoded)
-        else:
-            prefix = rank_prefix(hist, order, ncoded)
-        freqs = np.zeros((t, hist.shape[1]), np.int64)
-        cost = _cost(prefix, ncoded, t, first_bits, log2q, freqs) + _map_bits(channels, t)
-        if best_cost < 0 or cost < best_cost:
-            best_cost, best_i, best_prefix, best_freqs = cost, i, prefix, freqs
-    cost, prefix, freqs = best_cost, best_prefix, best_freqs
+        p = boundary_prefix(hists[i], order, bounds)
+        g = _groups(p, row, ncoded, t, first_bits)
+        f = np.empty_like(g[1])
+        c = _price(g[1], g[2], g[3], g[4], g[5], first_bits, p.shape[1], log2q, f) + _map_bits(channels, t)
+        if cost < 0 or c < cost:
+            cost, best_i, prefix, grp, freqs = c, i, p, g, f
     alphabet = prefix.shape[1]
-    if tables.shape[0] > 1 and t == 1:
-        prefix = rank_prefix(hists[best_i], order, ncoded)
     for j in range(1, tables.shape[0]):
         t2 = tables[j]
-        f2 = np.zeros((t2, alphabet), np.int64)
-        c2 = _cost(prefix, ncoded, t2, first_bits, log2q, f2) + _map_bits(channels, t2)
-        if c2 >= cost:
+        g = _groups(prefix, row, ncoded, t2, first_bits)
+        f = np.empty_like(g[1])
+        c = _price(g[1], g[2], g[3], g[4], g[5], first_bits, alphabet, log2q, f) + _map_bits(channels, t2)
+        if c >= cost:
             break
-        cost, t, freqs = c2, t2, f2
+        cost, t, grp, freqs = c, t2, g, f
+    sym, cnt, off, tot, q0, rem0 = grp
     prob_bits = first_bits
     if walk_bits:
         for direction in (-1, 1):
+            q, rem = q0.copy(), rem0.copy()
             n = first_bits + direction
             while min_bits <= n <= max_bits:
-                f2 = np.zeros((t, alphabet), np.int64)
-                c2 = _cost(prefix, ncoded, t, n, log2q, f2) + _map_bits(channels, t)
-                if c2 >= cost:
+                _rescale(q, rem, off, tot, direction > 0)
+                f = np.empty_like(cnt)
+                c = _price(cnt, off, tot, q, rem, n, alphabet, log2q, f) + _map_bits(channels, t)
+                if c >= cost:
                     break
-                cost, freqs, prob_bits = c2, f2, n
+                cost, freqs, prob_bits = c, f, n
                 n += direction
             if prob_bits != first_bits:
                 break
-    return best_i, t, prob_bits, cost, group_channels(order, ncoded, t, channels), freqs
+    return best_i, t, prob_bits, cost, group_channels(order, ncoded, t, channels), \
+        _tables(sym, off, freqs, t, alphabet, prob_bits)
 
 
 @njit

@@ -1,0 +1,152 @@
+"""The planner's fast search makes exactly the choices of its definition (bytes depend on them).
+
+The oracle below is the planner's specification written plainly: per candidate grouping, the summed
+histograms, largest-remainder rounding by a full sort, every present symbol raised to 1 and the
+surplus taken back one unit at a time by a scan, ``best_order`` on the whole table row.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from codec_cupy import _planner
+from codec_cupy._tablecodec import best_order
+
+LOG2Q = _planner.LOG2Q
+
+
+def _normalize(counts, prob_bits):
+    """Frequencies summing to 2**prob_bits (the definition in ``normalize_freqs``' docstring)."""
+    m = 1 << prob_bits
+    counts = [int(c) for c in counts]
+    total = sum(counts)
+    f = [0] * len(counts)
+    if total == 0:
+        f[0] = m
+        return f
+    f = [c * m // total for c in counts]
+    rem = [c * m - q * total for c, q in zip(counts, f)]
+    for a in sorted((a for a in range(len(counts)) if rem[a] > 0), key=lambda a: (-rem[a], a))[:m - sum(f)]:
+        f[a] += 1
+    for a, c in enumerate(counts):
+        if c > 0 and f[a] == 0:
+            f[a] = 1
+    while sum(f) > m:                          # c / (f - 1/2) least: c * (2 f_b - 1) < c_b * (2 f - 1)
+        best = None
+        for a, c in enumerate(counts):
+            if f[a] > 1 and (best is None or c * (2 * f[best] - 1) < counts[best] * (2 * f[a] - 1)):
+                best = a
+        f[best] -= 1
+    return f
+
+
+def _candidate(hist, order, ncoded, channels, ntables, prob_bits):
+    ntables = int(ntables)
+    tmap = _planner.group_channels(order, ncoded, ntables, channels)
+    freqs = np.zeros((ntables, hist.shape[1]), np.int64)
+    cost = 0 if ntables == 1 else (channels * max(1, (ntables - 1).bit_length())) << _planner.Q
+    for t in range(ntables):
+        counts = hist[order[:ncoded][tmap[order[:ncoded]] == t]].sum(axis=0).astype(np.int64)
+        freqs[t] = _normalize(counts, prob_bits)
+        nq = prob_bits << _planner.Q
+        cost += int(sum(int(c) * (nq - int(LOG2Q[f])) for c, f in zip(counts, freqs[t]) if c > 0))
+        cost += int(best_order(freqs[t])[1]) << _planner.Q
+    return cost, tmap, freqs
+
+
+def _oracle(hists, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits):
+    t = tables[0]
+    found = [(_candidate(h, order, ncoded, channels, t, first_bits), i) for i, h in enumerate(hists)]
+    (best, ki) = min(found, key=lambda item: (item[0][0], item[1]))
+    hist = hists[ki]
+    for t2 in tables[1:]:
+        cand = _candidate(hist, order, ncoded, channels, t2, first_bits)
+        if cand[0] >= best[0]:
+            break
+        best, t = cand, t2
+    bits = first_bits
+    if walk_bits:
+        for step in (-1, 1):
+            n = first_bits + step
+            while min_bits <= n <= max_bits:
+                cand = _candidate(hist, order, ncoded, channels, t, n)
+                if cand[0] >= best[0]:
+                    break
+                best, bits = cand, n
+                n += step
+            if bits != first_bits:
+                break
+    return ki, t, bits, best[0], best[1], best[2]
+
+
+def _hists(rng, channels, length, bits, kind):
+    """Per-channel histograms for pack 1 and 2 of synthetic symbols (ReLU-like, dense, sparse)."""
+    qmax = (1 << bits) - 1
+    scale = rng.uniform(0.3, 4.0, channels)[:, None]
+    if kind == "relu":
+        q = np.clip(np.rint(rng.normal(-1.0, 1.0, (channels, length)) * scale), 0, qmax)
+    elif kind == "dense":
+        q = np.clip(np.rint(rng.normal(qmax / 2, 1.0, (channels, length)) * scale / 2), 0, qmax)
+    else:
+        q = np.where(rng.random((channels, length)) < 0.97, 0, rng.integers(0, qmax + 1, (channels, length)))
+    q = q.astype(np.int64)
+    h1 = np.zeros((channels, 1 << bits), np.int32)
+    h2 = np.zeros((channels, 1 << (2 * bits)), np.int32)
+    pairs = q[:, 0::2] | (q[:, 1::2] << bits)
+    for c in range(channels):
+        h1[c] = np.bincount(q[c], minlength=1 << bits)
+        h2[c] = np.bincount(pairs[c], minlength=1 << (2 * bits))
+    return h1, h2, np.abs(q).sum(axis=1)
+
+
+CASES = [(seed, bits, kind, channels, length)
+         for seed, (bits, kind, channels, length) in enumerate([
+             (4, "relu", 48, 64), (4, "relu", 20, 400), (4, "dense", 24, 128), (4, "sparse", 40, 256),
+             (3, "relu", 17, 96), (2, "dense", 9, 512), (4, "relu", 3, 2000), (4, "sparse", 64, 16),
+             (3, "sparse", 33, 50), (2, "relu", 70, 30), (4, "relu", 120, 400), (4, "dense", 32, 3000)])]
+
+
+@pytest.mark.parametrize("seed,bits,kind,channels,length", CASES)
+@pytest.mark.parametrize("first_bits,walk", [(12, True), (9, True), (14, True), (11, False)])
+def test_plan_matches_definition(seed, bits, kind, channels, length, first_bits, walk):
+    rng = np.random.default_rng(seed)
+    h1, h2, absdev = _hists(rng, channels, length, bits, kind)
+    coded = np.flatnonzero(rng.random(channels) < 0.9).astype(np.int64)
+    if coded.size == 0:
+        coded = np.arange(channels, dtype=np.int64)
+    ncoded = coded.size
+    order = _planner.channel_order(absdev, coded)
+    hists = (h1, h2) if 2 * bits <= 8 else (h1,)
+    tables = np.array([min(t, ncoded) for t in (1, 2, 4, 8, 16) if t <= ncoded], np.int64)
+    got = _planner.plan(hists, order, ncoded, channels, tables, first_bits, walk, 8, 14, LOG2Q)
+    want = _oracle(hists, order, ncoded, channels, list(tables), first_bits, walk, 8, 14)
+    assert got[:4] == want[:4]
+    assert np.array_equal(got[4], want[4]) and np.array_equal(got[5], want[5])
+
+
+@pytest.mark.parametrize("prob_bits", [8, 10, 12, 15])
+def test_normalize_matches_definition(prob_bits):
+    """Ties in the remainders, counts that floor to 0, a surplus taken from several symbols."""
+    rng = np.random.default_rng(prob_bits)
+    for alphabet in (2, 16, 256):
+        for _ in range(20):
+            counts = rng.geometric(rng.uniform(0.02, 0.6), alphabet) - 1
+            counts[rng.random(alphabet) < 0.3] = 0
+            counts[rng.integers(alphabet)] += rng.integers(1, 5000)
+            out = np.empty(alphabet, np.int64)
+            _planner.normalize_freqs(counts.astype(np.int64), prob_bits, out)
+            assert list(out) == _normalize(counts, prob_bits)
+
+
+def test_single_table_fixed_grouping():
+    """One table count only, fewer coded channels than candidates: no search over tables."""
+    rng = np.random.default_rng(7)
+    h1, h2, absdev = _hists(rng, 5, 300, 4, "relu")
+    coded = np.arange(5, dtype=np.int64)
+    order = _planner.channel_order(absdev, coded)
+    for tables in ([3], [5], [1]):
+        t = np.array(tables, np.int64)
+        got = _planner.plan((h1, h2), order, 5, 5, t, 12, True, 8, 14, LOG2Q)
+        want = _oracle((h1, h2), order, 5, 5, tables, 12, True, 8, 14)
+        assert got[:4] == want[:4] and np.array_equal(got[5], want[5])
