@@ -132,14 +132,15 @@ def _pack_full(row, e, k, bits):
 
 
 @njit
-def _histogram(q, coded, zsym, bits, k, hist):
-    """Per-channel histograms (C, 2**(k*bits)) of the packed symbols with pack factor ``k``."""
+def _histogram(q, coded, zsym, bits, k, hist, rows=None):
+    """Histograms (rows, 2**(k*bits)) of the packed symbols with pack factor ``k``: channel c counts
+    into row ``rows[c]`` (summed over the planner's rank segments), or row c without ``rows``."""
     length = q.shape[1]
     full = length // k
     for j in range(coded.shape[0]):
         c = coded[j]
         row = q[c]
-        h = hist[c]
+        h = hist[c] if rows is None else hist[rows[c]]
         for g in range(full):
             h[_pack_full(row, g * k, k, bits)] += 1
         if full * k < length:
@@ -164,22 +165,22 @@ def _halves(h, w, o, col):
 
 
 @njit
-def _marginal(big, kbig, k, bits, coded, zsym, length, out):
+def _marginal(big, kbig, k, bits, coded, zsym, length, out, rows):
     """Histograms for pack factor ``k`` from those for ``kbig`` (a multiple of k), without a pass over q.
 
     A kbig-group is kbig/k consecutive k-groups, so each k-group value is a bit field of the big
     value. The last kbig-group may hold k-groups made only of padding, which the k-packing does not
-    have: they are taken off (the partial k-group is padded the same way in both).
+    have: they are taken off each coded channel's row (the partial k-group is padded the same way
+    in both). Rows as in ``_histogram``.
     """
     sub = kbig // k
     width = bits * k
     mask = (np.int64(1) << width) - 1
     extra = -(-length // kbig) * sub - (-(-length // k))
     col = np.empty(mask + 1, np.int64)
-    for j in range(coded.shape[0]):
-        c = coded[j]
-        h = big[c]
-        o = out[c]
+    for i in range(big.shape[0]):
+        h = big[i]
+        o = out[i]
         if sub == 2:
             _halves(h, mask + 1, o, col)
         else:
@@ -188,11 +189,13 @@ def _marginal(big, kbig, k, bits, coded, zsym, length, out):
                 if n:
                     for s in range(sub):
                         o[(v >> (width * s)) & mask] += n
-        if extra:
+    if extra:
+        for j in range(coded.shape[0]):
+            c = coded[j]
             zpack = np.int64(0)
             for u in range(k):
                 zpack |= np.int64(zsym[c]) << (bits * u)
-            o[zpack] -= extra
+            out[rows[c], zpack] -= extra
 
 
 @njit
@@ -396,156 +399,182 @@ def _out_pos(c, e, rowlen, stride, plane, inner):
     return row * plane + c * inner + (e - row * rowlen) * stride
 
 
+# Rows of the per-lane state array ``lane`` (int64 (9, LANES)) kept between chunks.
+L_X, L_R, L_POS, L_J, L_E, L_TB, L_VB, L_BAD, L_LEFT = 0, 1, 2, 3, 4, 5, 6, 7, 8
+LANE_ROWS = 9
+# Chunk kernels: pairs of float32 as one u64 store (k = 2), one float32 (k = 1), any k and stride.
+MODE_PAIRS, MODE_SINGLE, MODE_ANY = 0, 1, 2
+
+
+@njit(inline="always")
+def _dec_step(d, x, r, buf, n, sn, mask):
+    """Advance and renormalise without clamping the read (the chunk bound keeps r inside ``buf``)."""
+    x = _dec_advance(d, x, n, sn, mask)
+    w = np.int64(buf[np.uint64(r)]) | (np.int64(buf[np.uint64(r + 1)]) << 8)
+    need = x < RANS_L
+    return (((x << 16) | w) if need else x), r + 2 * need
+
+
+@njit(inline="always")
+def _words_left(r, lim):
+    """Steps a lane at read position r can take with every word read inside the blob."""
+    return (lim - r) // 2 + 1 if r <= lim else 0
+
+
+@njit(inline="always")
+def _lane_seek(lane, l, coded, tmap, m, vstride, k, length, rowlen, stride, plane, inner):
+    """After lane l stopped at a boundary: next channel if the channel is done, then its output
+    position and how many symbols it can decode before the next row end or padding (LEFT)."""
+    e = lane[L_E, l]
+    if e >= length:
+        lane[L_J, l] += 1
+        e = 0
+        lane[L_E, l] = 0
+    c = coded[lane[L_J, l]]
+    lane[L_TB, l] = np.int64(tmap[c]) * m
+    lane[L_VB, l] = c * vstride
+    lane[L_POS, l] = _out_pos(c, e, rowlen, stride, plane, inner)
+    g = e // k
+    full = length // k                   # symbols of a channel without padding
+    lane[L_LEFT, l] = min(full - g, (rowlen - e % rowlen) // k) if g < full else 0
+
+
+@njit
+def _chunk_lut(lane, run, dec, m, lut, dst, shift, buf, n, sn, mask):
+    """``run`` symbols on each lane with shared dequantization and output stride 1: what a symbol
+    decodes to is one entry of ``lut``, stored at dst[POS >> shift + i]. k = 2: ``lut`` holds both
+    float32 values of a packed symbol as one u64 and ``dst`` is the output seen as u64 (shift 1,
+    positions are even); k = 1: the value row and the float32 output (shift 0)."""
+    x0, x1, x2, x3 = lane[L_X, 0], lane[L_X, 1], lane[L_X, 2], lane[L_X, 3]
+    r0, r1, r2, r3 = lane[L_R, 0], lane[L_R, 1], lane[L_R, 2], lane[L_R, 3]
+    o0, o1 = dst[lane[L_POS, 0] >> shift:], dst[lane[L_POS, 1] >> shift:]
+    o2, o3 = dst[lane[L_POS, 2] >> shift:], dst[lane[L_POS, 3] >> shift:]
+    t0, t1 = dec[lane[L_TB, 0]:lane[L_TB, 0] + m], dec[lane[L_TB, 1]:lane[L_TB, 1] + m]
+    t2, t3 = dec[lane[L_TB, 2]:lane[L_TB, 2] + m], dec[lane[L_TB, 3]:lane[L_TB, 3] + m]
+    for i in range(run):
+        u = np.uint64(i)
+        d0 = t0[np.uint64(x0 & mask)]
+        d1 = t1[np.uint64(x1 & mask)]
+        d2 = t2[np.uint64(x2 & mask)]
+        d3 = t3[np.uint64(x3 & mask)]
+        o0[u] = lut[np.uint64(d0 & 0xFF)]
+        o1[u] = lut[np.uint64(d1 & 0xFF)]
+        o2[u] = lut[np.uint64(d2 & 0xFF)]
+        o3[u] = lut[np.uint64(d3 & 0xFF)]
+        x0, r0 = _dec_step(d0, x0, r0, buf, n, sn, mask)
+        x1, r1 = _dec_step(d1, x1, r1, buf, n, sn, mask)
+        x2, r2 = _dec_step(d2, x2, r2, buf, n, sn, mask)
+        x3, r3 = _dec_step(d3, x3, r3, buf, n, sn, mask)
+    lane[L_X, 0], lane[L_X, 1], lane[L_X, 2], lane[L_X, 3] = x0, x1, x2, x3
+    lane[L_R, 0], lane[L_R, 1], lane[L_R, 2], lane[L_R, 3] = r0, r1, r2, r3
+
+
+@njit
+def _chunk_any(lane, run, dec, values, bits, k, stride, out, buf, n, sn, mask):
+    """``run`` symbols on each lane, any pack factor and output stride (per-channel values, k > 2)."""
+    qm = np.int64((1 << bits) - 1)
+    for i in range(run):
+        for l in range(LANES):
+            x = lane[L_X, l]
+            d = dec[np.uint64(lane[L_TB, l] + (x & mask))]
+            p = lane[L_POS, l] + i * k * stride
+            vb = lane[L_VB, l]
+            for u in range(k):
+                out[np.uint64(p + u * stride)] = values[np.uint64(vb + ((d >> (bits * u)) & qm))]
+            lane[L_X, l], lane[L_R, l] = _dec_step(d, x, lane[L_R, l], buf, n, sn, mask)
+
+
+@njit
+def _step_elements(lane, dec, values, out, bits, k, length, coded, rowlen, stride, plane, inner, buf, lim, n, sn, mask):
+    """One symbol on every lane, element by element (a symbol across a row end, with padding, or
+    whose word would lie past the blob: the read is clamped)."""
+    qm = np.int64((1 << bits) - 1)
+    for l in range(LANES):
+        x = lane[L_X, l]
+        d = dec[lane[L_TB, l] + (x & mask)]
+        lane[L_X, l], lane[L_R, l] = _dec_renorm(_dec_advance(d, x, n, sn, mask), lane[L_R, l], buf, lim)
+        a = d & 0xFF
+        c = coded[lane[L_J, l]]
+        for u in range(k):
+            e = lane[L_E, l] + u
+            if e < length:
+                out[_out_pos(c, e, rowlen, stride, plane, inner)] = values[lane[L_VB, l] + ((a >> (bits * u)) & qm)]
+        lane[L_E, l] += k
+
+
 @njit
 def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec, prob_bits, bits, k, length,
-                  inner, channels, values, vstride, out, lane):
+                  inner, channels, values, vstride, pairs, out, out64, lane):
     """Decode ``count`` packed symbols from each of four streams, lanes in lock step. Returns
     (error, stream) for the first bad stream in lane order, (0, 0) if all four are good.
 
     ``streams[l]`` starts at packed symbol ``first[l]``; lanes may repeat a stream (they then
-    write the same values to the same places). ``lane`` is (8, 4) int64 scratch for the per-lane
-    state between chunks. A chunk is as many symbols as every lane can decode without leaving its
-    channel or its output row and without padding, so the inner loop keeps x, the read position
-    and the output position of each lane in scalars and has no per-element bookkeeping; symbols
-    at a row end or with padding take the per-symbol path.
+    write the same values to the same places). ``lane`` (LANE_ROWS, 4) holds the per-lane state
+    between chunks. A chunk is as many symbols as every lane can decode without leaving its
+    channel or output row, without padding and with its word reads inside the blob (LEFT counts
+    them down, so a boundary costs divisions only for the lane that reached it); the chunk
+    kernels keep x and the read position in scalars. Other symbols go element by element.
     """
     n = prob_bits
     sn = n + 8
     mask = np.int64((1 << n) - 1)
     m = np.int64(1) << n
-    qm = np.int64((1 << bits) - 1)
     lim = buf.shape[0] - 2
     plane = channels * inner
     rowlen = length if inner == 1 else inner
     stride = channels if inner == 1 else 1
-    kstride = k * stride
-    full = length // k                       # symbols of a channel without padding
-    X, RP, POS, J, E, TB, VB, BAD = lane[0], lane[1], lane[2], lane[3], lane[4], lane[5], lane[6], lane[7]
+    mode = MODE_ANY
+    if k == 2 and vstride == 0 and stride == 1 and inner % 2 == 0:
+        mode = MODE_PAIRS
+    elif k == 1 and vstride == 0 and stride == 1:
+        mode = MODE_SINGLE
     for l in range(LANES):
         s = streams[l]
         start = offsets[s]
         x = _read_state(buf, start)
-        BAD[l] = x < RANS_L                  # reported in stream order after decoding
-        X[l] = x
-        RP[l] = start + 4
+        lane[L_BAD, l] = x < RANS_L          # reported in stream order after decoding
+        lane[L_X, l] = x
+        lane[L_R, l] = start + 4
         j = first[l] // groups
-        c = coded[j]
-        J[l] = j
-        E[l] = (first[l] - j * groups) * k
-        TB[l] = np.int64(tmap[c]) * m
-        VB[l] = c * vstride
-        POS[l] = _out_pos(c, E[l], rowlen, stride, plane, inner)
+        lane[L_J, l] = j
+        lane[L_E, l] = (first[l] - j * groups) * k
+        _lane_seek(lane, l, coded, tmap, m, vstride, k, length, rowlen, stride, plane, inner)
     done = 0
     while done < count:
         run = count - done
         for l in range(LANES):
-            e = E[l]
-            run = min(run, full - e // k, (rowlen - e % rowlen) // k)
-        if run <= 0:                         # one symbol per lane, element by element
-            for l in range(LANES):
-                x = X[l]
-                d = dec[TB[l] + (x & mask)]
-                X[l], RP[l] = _dec_renorm(_dec_advance(d, x, n, sn, mask), RP[l], buf, lim)
-                a = d & 0xFF
-                c = coded[J[l]]
-                for u in range(k):
-                    e = E[l] + u
-                    if e < length:
-                        out[_out_pos(c, e, rowlen, stride, plane, inner)] = values[VB[l] + ((a >> (bits * u)) & qm)]
-                E[l] += k
-            run = 1
+            run = min(run, lane[L_LEFT, l], _words_left(lane[L_R, l], lim))
+        if run <= 0:
+            _step_elements(lane, dec, values, out, bits, k, length, coded, rowlen, stride, plane, inner, buf, lim,
+                           n, sn, mask)
+            done += 1
+            if done < count:
+                for l in range(LANES):
+                    _lane_seek(lane, l, coded, tmap, m, vstride, k, length, rowlen, stride, plane, inner)
+            continue
+        if mode == MODE_PAIRS:
+            _chunk_lut(lane, run, dec, m, pairs, out64, 1, buf, n, sn, mask)
+        elif mode == MODE_SINGLE:
+            _chunk_lut(lane, run, dec, m, values, out, 0, buf, n, sn, mask)
         else:
-            x0, x1, x2, x3 = X[0], X[1], X[2], X[3]
-            r0, r1, r2, r3 = RP[0], RP[1], RP[2], RP[3]
-            p0, p1, p2, p3 = POS[0], POS[1], POS[2], POS[3]
-            t0, t1, t2, t3 = TB[0], TB[1], TB[2], TB[3]
-            v0, v1, v2, v3 = VB[0], VB[1], VB[2], VB[3]
-            if k == 1:
-                for _ in range(run):
-                    d0 = dec[np.uint64(t0 + (x0 & mask))]
-                    d1 = dec[np.uint64(t1 + (x1 & mask))]
-                    d2 = dec[np.uint64(t2 + (x2 & mask))]
-                    d3 = dec[np.uint64(t3 + (x3 & mask))]
-                    out[np.uint64(p0)] = values[np.uint64(v0 + (d0 & 0xFF))]
-                    out[np.uint64(p1)] = values[np.uint64(v1 + (d1 & 0xFF))]
-                    out[np.uint64(p2)] = values[np.uint64(v2 + (d2 & 0xFF))]
-                    out[np.uint64(p3)] = values[np.uint64(v3 + (d3 & 0xFF))]
-                    p0 += stride
-                    p1 += stride
-                    p2 += stride
-                    p3 += stride
-                    x0, r0 = _dec_renorm(_dec_advance(d0, x0, n, sn, mask), r0, buf, lim)
-                    x1, r1 = _dec_renorm(_dec_advance(d1, x1, n, sn, mask), r1, buf, lim)
-                    x2, r2 = _dec_renorm(_dec_advance(d2, x2, n, sn, mask), r2, buf, lim)
-                    x3, r3 = _dec_renorm(_dec_advance(d3, x3, n, sn, mask), r3, buf, lim)
-            elif k == 2:
-                for _ in range(run):
-                    d0 = dec[np.uint64(t0 + (x0 & mask))]
-                    d1 = dec[np.uint64(t1 + (x1 & mask))]
-                    d2 = dec[np.uint64(t2 + (x2 & mask))]
-                    d3 = dec[np.uint64(t3 + (x3 & mask))]
-                    out[np.uint64(p0)] = values[np.uint64(v0 + (d0 & qm))]
-                    out[np.uint64(p0 + stride)] = values[np.uint64(v0 + ((d0 >> bits) & qm))]
-                    out[np.uint64(p1)] = values[np.uint64(v1 + (d1 & qm))]
-                    out[np.uint64(p1 + stride)] = values[np.uint64(v1 + ((d1 >> bits) & qm))]
-                    out[np.uint64(p2)] = values[np.uint64(v2 + (d2 & qm))]
-                    out[np.uint64(p2 + stride)] = values[np.uint64(v2 + ((d2 >> bits) & qm))]
-                    out[np.uint64(p3)] = values[np.uint64(v3 + (d3 & qm))]
-                    out[np.uint64(p3 + stride)] = values[np.uint64(v3 + ((d3 >> bits) & qm))]
-                    p0 += kstride
-                    p1 += kstride
-                    p2 += kstride
-                    p3 += kstride
-                    x0, r0 = _dec_renorm(_dec_advance(d0, x0, n, sn, mask), r0, buf, lim)
-                    x1, r1 = _dec_renorm(_dec_advance(d1, x1, n, sn, mask), r1, buf, lim)
-                    x2, r2 = _dec_renorm(_dec_advance(d2, x2, n, sn, mask), r2, buf, lim)
-                    x3, r3 = _dec_renorm(_dec_advance(d3, x3, n, sn, mask), r3, buf, lim)
-            else:
-                for _ in range(run):
-                    d0 = dec[np.uint64(t0 + (x0 & mask))]
-                    d1 = dec[np.uint64(t1 + (x1 & mask))]
-                    d2 = dec[np.uint64(t2 + (x2 & mask))]
-                    d3 = dec[np.uint64(t3 + (x3 & mask))]
-                    for u in range(k):
-                        sh = bits * u
-                        out[np.uint64(p0 + u * stride)] = values[np.uint64(v0 + ((d0 >> sh) & qm))]
-                        out[np.uint64(p1 + u * stride)] = values[np.uint64(v1 + ((d1 >> sh) & qm))]
-                        out[np.uint64(p2 + u * stride)] = values[np.uint64(v2 + ((d2 >> sh) & qm))]
-                        out[np.uint64(p3 + u * stride)] = values[np.uint64(v3 + ((d3 >> sh) & qm))]
-                    p0 += kstride
-                    p1 += kstride
-                    p2 += kstride
-                    p3 += kstride
-                    x0, r0 = _dec_renorm(_dec_advance(d0, x0, n, sn, mask), r0, buf, lim)
-                    x1, r1 = _dec_renorm(_dec_advance(d1, x1, n, sn, mask), r1, buf, lim)
-                    x2, r2 = _dec_renorm(_dec_advance(d2, x2, n, sn, mask), r2, buf, lim)
-                    x3, r3 = _dec_renorm(_dec_advance(d3, x3, n, sn, mask), r3, buf, lim)
-            X[0], X[1], X[2], X[3] = x0, x1, x2, x3
-            RP[0], RP[1], RP[2], RP[3] = r0, r1, r2, r3
-            for l in range(LANES):
-                E[l] += run * k
+            _chunk_any(lane, run, dec, values, bits, k, stride, out, buf, n, sn, mask)
         done += run
-        if done < count:                     # next channel, or the output position after a row end
-            for l in range(LANES):
-                if E[l] >= length:
-                    J[l] += 1
-                    E[l] = 0
-                    c = coded[J[l]]
-                    TB[l] = np.int64(tmap[c]) * m
-                    VB[l] = c * vstride
-                else:
-                    c = coded[J[l]]
-                POS[l] = _out_pos(c, E[l], rowlen, stride, plane, inner)
+        for l in range(LANES):
+            lane[L_E, l] += run * k
+            lane[L_POS, l] += run * k * stride
+            lane[L_LEFT, l] -= run
+            if lane[L_LEFT, l] == 0 and done < count:
+                _lane_seek(lane, l, coded, tmap, m, vstride, k, length, rowlen, stride, plane, inner)
     for l in range(LANES):
         s = streams[l]
         if l > 0 and s == streams[l - 1]:
             continue
-        if BAD[l]:
+        if lane[L_BAD, l]:
             return ERR_STATE, s
         end = offsets[s + 1]
-        if RP[l] > end:
+        if lane[L_R, l] > end:
             return ERR_WORDS, s
-        if X[l] != RANS_L or RP[l] != end:
+        if lane[L_X, l] != RANS_L or lane[L_R, l] != end:
             return ERR_FINAL, s
     return 0, 0
 
@@ -602,29 +631,44 @@ def _decode_one(buf, offsets, s, first, count, groups, coded, tmap, dec, prob_bi
 
 
 @njit
+def _pair_table(values, bits):
+    """(2**(2 * bits),) u64: both float32 values of each k = 2 packed symbol (low element first in
+    memory), from the shared dequantization row."""
+    nq = np.int64(1) << bits
+    pairs = np.empty(nq * nq, np.uint64)
+    f = pairs.view(np.float32)
+    for a in range(nq * nq):
+        f[2 * a] = values[a & (nq - 1)]
+        f[2 * a + 1] = values[a >> bits]
+    return pairs
+
+
+@njit
 def _decode_streams(buf, payload, nwords, per, total, groups, coded, tmap, freqs, prob_bits, bits, k, length,
                     inner, channels, values, vstride, out):
     """Build the decode table and decode every stream into ``out``; returns (error, stream).
 
     Streams holding P symbols go four at a time (a last group of two or three repeats its last
-    stream); a single stream left over, and a shorter last stream, run alone. Word reads are
-    clamped inside ``buf`` (a hostile stream never reads outside the blob) and a stream that needed
+    stream); a single stream left over, and a shorter last stream, run alone. Word reads stay
+    inside ``buf`` (a hostile stream never reads outside the blob) and a stream that needed
     words past its end is detected afterwards (``RP > end``); whatever it wrote lies inside ``out``.
     """
+    pairs = _pair_table(values, bits) if k == 2 and vstride == 0 else np.empty(0, np.uint64)
+    out64 = out[:out.shape[0] & ~1].view(np.uint64)       # pairs of output floats (even positions)
     if prob_bits <= 12:
         dec32 = np.empty(freqs.shape[0] << prob_bits, np.uint32)
         _build_decode_table(freqs, prob_bits, dec32)
         return _decode_all(buf, payload, nwords, per, total, groups, coded, tmap, dec32, prob_bits, bits, k,
-                           length, inner, channels, values, vstride, out)
+                           length, inner, channels, values, vstride, pairs, out, out64)
     dec64 = np.empty(freqs.shape[0] << prob_bits, np.int64)
     _build_decode_table(freqs, prob_bits, dec64)
     return _decode_all(buf, payload, nwords, per, total, groups, coded, tmap, dec64, prob_bits, bits, k,
-                       length, inner, channels, values, vstride, out)
+                       length, inner, channels, values, vstride, pairs, out, out64)
 
 
 @njit
 def _decode_all(buf, payload, nwords, per, total, groups, coded, tmap, dec, prob_bits, bits, k, length,
-                inner, channels, values, vstride, out):
+                inner, channels, values, vstride, pairs, out, out64):
     nstreams = nwords.shape[0]
     offsets = np.empty(nstreams + 1, np.int64)
     offsets[0] = payload
@@ -633,7 +677,7 @@ def _decode_all(buf, payload, nwords, per, total, groups, coded, tmap, dec, prob
     nfull = nstreams if per * nstreams == total else nstreams - 1
     streams = np.empty(LANES, np.int64)
     first = np.empty(LANES, np.int64)
-    lane = np.empty((8, LANES), np.int64)
+    lane = np.empty((LANE_ROWS, LANES), np.int64)
     for s0 in range(0, nfull, LANES):
         for l in range(LANES):
             streams[l] = min(s0 + l, nfull - 1)
@@ -643,7 +687,7 @@ def _decode_all(buf, payload, nwords, per, total, groups, coded, tmap, dec, prob
                                  length, inner, channels, values, vstride, out)
         else:
             err, s = _decode_lanes(buf, offsets, streams, first, per, groups, coded, tmap, dec, prob_bits, bits,
-                                   k, length, inner, channels, values, vstride, out, lane)
+                                   k, length, inner, channels, values, vstride, pairs, out, out64, lane)
         if err:
             return err, s
     if nfull < nstreams:
@@ -737,26 +781,32 @@ class PackedSymbols(NamedTuple):
         return self.shape[0] * self.shape[1]
 
 
-def histograms(q, coded, zsym, bits, ks):
-    """Per k: (per-channel histograms (C, 2**(k*bits)), int32 unless C * R >= 2**31, packed symbols
-    (Cc, G) as ``PackedSymbols``).
+SEGMENT_HISTOGRAMS = True           # ``histograms`` takes the planner's segment rows (_encoder._prefixes)
+
+
+def histograms(q, coded, zsym, bits, ks, rows=None, nrows=0):
+    """Per k: (histograms (C, 2**(k*bits)), int32 unless C * R >= 2**31, packed symbols (Cc, G) as
+    ``PackedSymbols``). With ``rows`` (C,), channel c counts into row rows[c] of (nrows, ...)
+    instead: the planner's segments fit in L1 where one row per channel does not.
 
     One pass over q for the largest k; the others are marginals of its histograms (``_marginal``).
     """
     channels, length = q.shape
+    if rows is None:
+        rows, nrows = np.arange(channels, dtype=np.int64), channels
     zs = np.ascontiguousarray(zsym, np.int64)
     kbig = max(ks)
     dtype = np.int32 if channels * length < (1 << 31) else np.int64     # counts summed over channels fit
-    big = np.zeros((channels, 1 << (kbig * bits)), dtype)
+    big = np.zeros((nrows, 1 << (kbig * bits)), dtype)
     if length:
-        _histogram(q, coded, zs, bits, kbig, big)
+        _histogram(q, coded, zs, bits, kbig, big, rows)
     out = []
     for k in ks:
         hist = big
         if k != kbig:
-            hist = np.zeros((channels, 1 << (k * bits)), dtype)
+            hist = np.zeros((nrows, 1 << (k * bits)), dtype)
             if length:
-                _marginal(big, kbig, k, bits, coded, zs, length, hist)
+                _marginal(big, kbig, k, bits, coded, zs, length, hist, rows)
         out.append((hist, PackedSymbols(q, coded, zs, bits, k)))
     return out
 
