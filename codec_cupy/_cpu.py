@@ -781,7 +781,7 @@ class PackedSymbols(NamedTuple):
         return self.shape[0] * self.shape[1]
 
 
-SEGMENT_HISTOGRAMS = True           # ``histograms`` takes the planner's segment rows (_encoder._prefixes)
+SEGMENT_HISTOGRAMS = True           # ``histograms`` counts into the planner's segments (_encoder)
 
 
 def histograms(q, coded, zsym, bits, ks, rows=None, nrows=0):

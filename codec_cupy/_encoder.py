@@ -132,18 +132,28 @@ def _plan(engine, q, coded, ncoded, zsym, absdev, cfg: CodecConfig):
         freqs[0, 0] = 1 << _container.MIN_PROB_BITS
         return 1, np.zeros(channels, np.int64), freqs, _container.MIN_PROB_BITS, 0, np.zeros((0, 0), np.uint8)
     ks = pack_candidates(cfg)
-    hists = engine.histograms(q, coded, zsym, cfg.bits, ks)
-    order = _planner.channel_order(absdev, coded)
     table_choices = [cfg.tables] if cfg.tables != AUTO else [t for t in (1, 2, 4, 8, 16) if t <= ncoded]
-    table_choices = [min(t, ncoded) for t in table_choices]
+    tables = np.array([min(t, ncoded) for t in table_choices], np.int64)
+    order, bounds, row, rows = _planner.segments(absdev, coded, tables, channels)
+    hists, sums = _segment_histograms(engine, q, coded, zsym, cfg.bits, ks, order, bounds, rows)
     first_bits = cfg.prob_bits if cfg.prob_bits != AUTO else PROB_BITS_FIRST
-    hist_dtype = np.int32 if all(h.dtype == np.int32 for h, _ in hists) else np.int64
     ki, t, prob_bits, cost, tmap, freqs = _planner.plan(
-        tuple(np.ascontiguousarray(h, hist_dtype) for h, _ in hists), order, ncoded, channels,
-        np.array(table_choices, np.int64), first_bits, cfg.prob_bits == AUTO, _container.MIN_PROB_BITS,
-        PROB_BITS_LAST, _planner.LOG2Q)
+        sums, row, order, ncoded, channels, tables, first_bits, cfg.prob_bits == AUTO,
+        _container.MIN_PROB_BITS, PROB_BITS_LAST, _planner.LOG2Q)
     k, packed = ks[ki], hists[ki][1]
     groups = -(-q.shape[1] // k)
     fixed = 0 if cfg.streams == AUTO else cfg.streams
     nstreams = _planner.choose_streams(ncoded * groups, cost, int(round(cfg.stream_overhead * 1e6)), fixed)
     return k, tmap, freqs, prob_bits, int(nstreams), packed
+
+
+def _segment_histograms(engine, q, coded, zsym, bits, ks, order, bounds, rows):
+    """(engine histograms, per pack the counts of each planner segment). An engine with
+    ``SEGMENT_HISTOGRAMS`` counts straight into the segments (a few rows instead of one per
+    channel); the others' per-channel histograms are summed here."""
+    if getattr(engine, "SEGMENT_HISTOGRAMS", False):
+        hists = engine.histograms(q, coded, zsym, bits, ks, rows, bounds.size - 1)
+        return hists, tuple(h for h, _ in hists)
+    hists = engine.histograms(q, coded, zsym, bits, ks)
+    dtype = np.int32 if all(h.dtype == np.int32 for h, _ in hists) else np.int64
+    return hists, tuple(_planner.segment_sums(np.ascontiguousarray(h, dtype), order, bounds) for h, _ in hists)

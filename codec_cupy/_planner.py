@@ -310,7 +310,7 @@ def _group_starts(ncoded, ntables):
 
 
 @njit
-def _boundaries(ncoded, tables):
+def boundaries(ncoded, tables):
     """The distinct group starts of every table count in ``tables`` (sorted, ncoded included), and the
     row of each rank 0..ncoded among them (-1: not a start). Every candidate grouping is a union of
     the ranges between consecutive boundaries."""
@@ -331,21 +331,44 @@ def _boundaries(ncoded, tables):
 
 
 @njit
-def boundary_prefix(hist, order, bounds):
-    """Sums of the per-channel histograms over the ranks below each boundary (B, A), in the
-    histograms' integer type (int32 only where all counts together stay below 2**31): the counts of
-    any group are one difference of two rows. One pass over the histograms."""
-    alphabet = hist.shape[1]
-    out = np.empty((bounds.shape[0], alphabet), hist.dtype)
-    acc = np.zeros(alphabet, hist.dtype)
-    r = 0
-    for i in range(bounds.shape[0]):
-        while r < bounds[i]:
+def segments(absdev, coded, tables, channels):
+    """(rank order, boundaries, rank -> boundary row, segment of each channel) in one call.
+
+    ``channel_order`` ranks the coded channels; ``boundaries`` splits the ranks into the segments of
+    every candidate grouping; ``rows`` (C,) is each channel's segment (0 for channels not coded), so
+    engines can count straight into segment rows."""
+    order = channel_order(absdev, coded)
+    bounds, row = boundaries(coded.shape[0], tables)
+    rows = np.zeros(channels, np.int64)
+    for i in range(bounds.shape[0] - 1):
+        for r in range(bounds[i], bounds[i + 1]):
+            rows[order[r]] = i
+    return order, bounds, row, rows
+
+
+@njit
+def segment_sums(hist, order, bounds):
+    """Per-channel histograms (C, A) summed over each segment of ranks (B - 1, A), in their integer
+    type (int32 only where all counts together stay below 2**31)."""
+    out = np.zeros((bounds.shape[0] - 1, hist.shape[1]), hist.dtype)
+    for i in range(bounds.shape[0] - 1):
+        o = out[i]
+        for r in range(bounds[i], bounds[i + 1]):
             h = hist[order[r]]
-            for a in range(alphabet):
-                acc[a] += h[a]
-            r += 1
-        out[i] = acc
+            for a in range(hist.shape[1]):
+                o[a] += h[a]
+    return out
+
+
+@njit
+def _running_sums(hist):
+    """Counts below each boundary (B, A) from per-segment counts (B - 1, A): any group's counts
+    are one difference of two rows."""
+    out = np.empty((hist.shape[0] + 1, hist.shape[1]), hist.dtype)
+    out[0] = 0
+    for i in range(hist.shape[0]):
+        for a in range(hist.shape[1]):
+            out[i + 1, a] = out[i, a] + hist[i, a]
     return out
 
 
@@ -440,22 +463,21 @@ def _map_bits(channels, ntables):
 
 
 @njit
-def plan(hists, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, log2q):
+def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, log2q):
     """The planner's whole search in one call: (pack index, tables, prob_bits, cost, table map, freqs).
 
-    ``hists``: per pack candidate, the per-channel histograms; ``tables``: the table counts to try.
-    Pack: compare candidates with ``tables[0]`` tables (ties keep the earlier); then tables: more
-    pay off less and less, stop at the first loss; then, if ``walk_bits``, the precision walks down
-    from ``first_bits``, then up, while it pays. The histograms are summed once per pack, over the
-    ranges between all candidate groupings' boundaries; each grouping's counts are extracted once
-    and the precision walk rescales their scaled floors instead of dividing again.
+    ``hists``: per pack candidate, the histograms summed over each segment of ``segments`` (``row``
+    its rank -> boundary map); ``tables``: the table counts to try. Pack: compare candidates with ``tables[0]`` tables (ties keep the
+    earlier); then tables: more pay off less and less, stop at the first loss; then, if
+    ``walk_bits``, the precision walks down from ``first_bits``, then up, while it pays. Each
+    grouping's counts are extracted once and the precision walk rescales their scaled floors
+    instead of dividing again.
     """
-    bounds, row = _boundaries(ncoded, tables)
     t = tables[0]
     cost = np.int64(-1)
     best_i = 0
     for i in range(len(hists)):
-        p = boundary_prefix(hists[i], order, bounds)
+        p = _running_sums(hists[i])
         g = _groups(p, row, ncoded, t, first_bits)
         f = np.empty_like(g[1])
         c = _price(g[1], g[2], g[3], g[4], g[5], first_bits, p.shape[1], log2q, f) + _map_bits(channels, t)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from codec_cupy import _planner
+from codec_cupy import _cpu, _planner
 from codec_cupy._tablecodec import best_order
 
 LOG2Q = _planner.LOG2Q
@@ -100,6 +100,12 @@ def _hists(rng, channels, length, bits, kind):
     return h1, h2, np.abs(q).sum(axis=1)
 
 
+def _plan(hists, order, ncoded, channels, tables, first_bits, walk):
+    bounds, row = _planner.boundaries(ncoded, tables)
+    sums = tuple(_planner.segment_sums(h, order, bounds) for h in hists)
+    return _planner.plan(sums, row, order, ncoded, channels, tables, first_bits, walk, 8, 14, LOG2Q)
+
+
 CASES = [(seed, bits, kind, channels, length)
          for seed, (bits, kind, channels, length) in enumerate([
              (4, "relu", 48, 64), (4, "relu", 20, 400), (4, "dense", 24, 128), (4, "sparse", 40, 256),
@@ -119,7 +125,7 @@ def test_plan_matches_definition(seed, bits, kind, channels, length, first_bits,
     order = _planner.channel_order(absdev, coded)
     hists = (h1, h2) if 2 * bits <= 8 else (h1,)
     tables = np.array([min(t, ncoded) for t in (1, 2, 4, 8, 16) if t <= ncoded], np.int64)
-    got = _planner.plan(hists, order, ncoded, channels, tables, first_bits, walk, 8, 14, LOG2Q)
+    got = _plan(hists, order, ncoded, channels, tables, first_bits, walk)
     want = _oracle(hists, order, ncoded, channels, list(tables), first_bits, walk, 8, 14)
     assert got[:4] == want[:4]
     assert np.array_equal(got[4], want[4]) and np.array_equal(got[5], want[5])
@@ -147,6 +153,26 @@ def test_single_table_fixed_grouping():
     order = _planner.channel_order(absdev, coded)
     for tables in ([3], [5], [1]):
         t = np.array(tables, np.int64)
-        got = _planner.plan((h1, h2), order, 5, 5, t, 12, True, 8, 14, LOG2Q)
+        got = _plan((h1, h2), order, 5, 5, t, 12, True)
         want = _oracle((h1, h2), order, 5, 5, tables, 12, True, 8, 14)
         assert got[:4] == want[:4] and np.array_equal(got[5], want[5])
+
+
+@pytest.mark.parametrize("bits", [1, 2, 3, 4])
+@pytest.mark.parametrize("length", [1, 7, 29, 64])
+def test_segment_histograms_are_summed_channel_histograms(bits, length):
+    """The cpu engine's histograms counted into the planner's segments (per-channel zero points,
+    padding, an uncoded channel) equal the per-channel ones summed."""
+    rng = np.random.default_rng(bits * 100 + length)
+    channels = 11
+    q = rng.integers(0, 1 << bits, (channels, length)).astype(np.uint8)
+    coded = np.array([c for c in range(channels) if c != 4], np.int64)
+    zsym = rng.integers(0, 1 << bits, channels).astype(np.int64)
+    absdev = rng.integers(0, 50, channels).astype(np.int64)
+    order, bounds, _, rows = _planner.segments(absdev, coded, np.array([1, 2, 4, 8], np.int64), channels)
+    assert np.array_equal(order, _planner.channel_order(absdev, coded))
+    ks = [k for k in (1, 2, 4, 8) if k * bits <= 8]
+    per_channel = _cpu.histograms(q, coded, zsym, bits, ks)
+    per_segment = _cpu.histograms(q, coded, zsym, bits, ks, rows, bounds.size - 1)
+    for (h, _), (s, _) in zip(per_channel, per_segment):
+        assert np.array_equal(s, _planner.segment_sums(h, order, bounds))
