@@ -102,15 +102,13 @@ def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asar
     outer, channels, inner = view3(tuple(x32.shape), axis)
     xv = x32.reshape(outer, channels, inner)
     params = choose_params(engine, xv, cfg, to_host)
-    zsym = params.zero_symbols(channels)
+    zp = np.asarray(params.zero_point, np.int64)     # ``zero_symbols`` without broadcast_to (small tensors)
+    zsym = zp.copy() if zp.shape[0] == channels else np.full(channels, zp[0], np.int64)
     q, nonzero, absdev = engine.quantize(xv, params, cfg.bits)
 
     length = outer * inner
-    zero = (nonzero == 0) & (length > 0) if cfg.sparse != "off" else np.zeros(channels, bool)
-    use_mask = cfg.sparse == "on" or (cfg.sparse == "auto" and bool(zero.any()))
-    if not use_mask:
-        zero = np.zeros(channels, bool)
-    coded = np.flatnonzero(~zero).astype(np.int64)
+    zero, coded = _zero_channels(np.asarray(nonzero), length, cfg.sparse)
+    use_mask = cfg.sparse == "on" or (cfg.sparse == "auto" and coded.size < channels)
     ncoded = int(coded.size) if length else 0
 
     k, tmap, freqs, prob_bits, nstreams, packed = _plan(engine, q, coded, ncoded, zsym, absdev, cfg)
@@ -122,6 +120,15 @@ def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asar
         table_map=tmap.astype(np.uint8), freqs=freqs, nwords=nwords,
         per_channel=cfg.granularity == "channel")
     return _container.write(header, streams)
+
+
+def _zero_channels(nonzero, length: int, sparse: str):
+    """(zero mask candidate (C,), coded channels): channels without a nonzero symbol are left out
+    unless ``sparse`` is "off" (or nothing is coded anyway)."""
+    channels = nonzero.shape[0]
+    if sparse == "off" or length == 0:
+        return np.zeros(channels, bool), np.arange(channels, dtype=np.int64)
+    return nonzero == 0, np.flatnonzero(nonzero).astype(np.int64, copy=False)
 
 
 def _plan(engine, q, coded, ncoded, zsym, absdev, cfg: CodecConfig):

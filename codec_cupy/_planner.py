@@ -467,11 +467,11 @@ def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min
     """The planner's whole search in one call: (pack index, tables, prob_bits, cost, table map, freqs).
 
     ``hists``: per pack candidate, the histograms summed over each segment of ``segments`` (``row``
-    its rank -> boundary map); ``tables``: the table counts to try. Pack: compare candidates with ``tables[0]`` tables (ties keep the
-    earlier); then tables: more pay off less and less, stop at the first loss; then, if
-    ``walk_bits``, the precision walks down from ``first_bits``, then up, while it pays. Each
-    grouping's counts are extracted once and the precision walk rescales their scaled floors
-    instead of dividing again.
+    its rank -> boundary map); ``tables``: the table counts to try. Pack: compare candidates with
+    ``tables[0]`` tables (ties keep the earlier); then tables: more pay off less and less, stop at
+    the first loss; then, if ``walk_bits``, the precision walks down from ``first_bits``, then up,
+    while it pays. Each grouping's counts are extracted once and the precision walk rescales their
+    scaled floors instead of dividing again.
     """
     t = tables[0]
     cost = np.int64(-1)
