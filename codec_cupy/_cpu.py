@@ -12,9 +12,9 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _container
-from ._container import (H_OK, I_BITS, I_CHANNELS, I_CODED, I_GROUPS, I_INNER, I_NDIM, I_NUM_PACKED, I_OUTER,
-                         I_PACK, I_PAYLOAD, I_PER, I_PROB_BITS, I_ROW, I_SIZE, I_VSTRIDE, RANS_L, STATE_BYTES,
-                         Header, parse_fields)
+from ._container import (H_INVALID, H_OK, I_BITS, I_CHANNELS, I_CODED, I_GROUPS, I_INNER, I_NDIM, I_NUM_PACKED,
+                         I_OUTER, I_PACK, I_PAYLOAD, I_PER, I_PROB_BITS, I_ROW, I_SIZE, I_VSTRIDE, MAX_NDIM, RANS_L,
+                         STATE_BYTES, Header, parse_fields)
 from ._crc32c import crc32c
 from ._jit import HAVE_NUMBA, njit
 from ._quantizer import QuantParams
@@ -705,11 +705,17 @@ def _zero_channels(zmask, outer, channels, inner, out):
                 out[base:base + inner] = 0.0
 
 
+_MAGIC_LE = int.from_bytes(_container.MAGIC, "little")
+
+
 @njit
-def _decode_blob(buf, body_end, max_elements):
-    """Parse and validate (``_container.parse_fields``), then decode: one compiled call.
-    Returns (header status, stream error, stream, out, shape, ndim); a header status other than
-    H_OK means "let ``parse`` raise"."""
+def _decode_blob(buf, body_end, max_elements, crc):
+    """Check magic, version and the stored CRC against ``crc`` (of buf[:body_end]), parse and
+    validate (``_container.parse_fields``), then decode: one compiled call. Returns (header
+    status, stream error, stream, out, shape, ndim); a header status other than H_OK means "let
+    ``parse`` raise"."""
+    if _read_state(buf, 0) != _MAGIC_LE or buf[4] != _container.VERSION or _read_state(buf, body_end) != crc:
+        return H_INVALID, 0, 0, np.empty(0, np.float32), np.zeros(MAX_NDIM, np.int64), 0
     st, info, shape, values, zmask, coded, tmap, freqs, nwords = parse_fields(buf, body_end, max_elements)
     if st != H_OK:
         return st, 0, 0, np.empty(0, np.float32), shape, 0
@@ -888,19 +894,17 @@ _MIN_BYTES = _container.FIXED_BYTES + _container.CRC_BYTES
 def decode_blob(data, max_elements: int) -> np.ndarray:
     """``parse`` + ``decode`` with the header validated in the same compiled call as the decoding.
 
-    Length, magic, version and CRC are checked here (the CRC by the ``crc32c`` package); anything
-    the compiled validation rejects goes to ``_container.parse``, which raises the typed error with
-    its message (and decodes the slow way should it accept what the compiled path did not).
+    The length is checked here and the CRC computed (by the ``crc32c`` package); the compiled call
+    compares it and the magic and version (fewer Python steps per call). Anything the compiled
+    validation rejects goes to ``_container.parse``, which raises the typed error with its message
+    (and decodes the slow way should it accept what the compiled path did not).
     """
     buf = np.frombuffer(data, np.uint8)
     n = buf.shape[0]
-    if (n < _MIN_BYTES or buf[4] != _container.VERSION or bytes(buf[:4]) != _container.MAGIC
-            or type(max_elements) is not int or not 0 <= max_elements <= _FAST_MAX_ELEMENTS):
+    if n < _MIN_BYTES or type(max_elements) is not int or not 0 <= max_elements <= _FAST_MAX_ELEMENTS:
         return _slow_decode(data, max_elements)
     body_end = n - _container.CRC_BYTES
-    if crc32c(buf[:body_end]) != int.from_bytes(buf[body_end:], "little"):
-        return _slow_decode(data, max_elements)
-    status, err, stream, out, shape, ndim = _decode_blob(buf, body_end, max_elements)
+    status, err, stream, out, shape, ndim = _decode_blob(buf, body_end, max_elements, crc32c(buf[:body_end]))
     if status != H_OK:
         return _slow_decode(data, max_elements)
     if err:
