@@ -364,8 +364,9 @@ def _build_decode_table(freqs, prob_bits, dec):
         for a in range(freqs.shape[1]):
             f = np.int64(freqs[t, a])
             base = np.int64(a) | ((f - 1) << (8 + prob_bits))
+            row = dec[slot:slot + f]                 # unsigned indices: the fill vectorizes
             for r in range(f):
-                dec[slot + r] = base | (np.int64(r) << 8)
+                row[np.uint64(r)] = base | (np.int64(r) << 8)
             slot += f
 
 
