@@ -13,7 +13,7 @@ import math
 import numpy as np
 
 from . import _tablecodec as tc
-from ._bits import ByteReader, put_uvarint
+from ._bits import ByteReader
 from ._crc32c import crc32c
 from ._jit import njit
 from .errors import (BadMagicError, ChecksumError, CorruptStreamError, HeaderError, LimitExceededError,
@@ -128,67 +128,78 @@ class Header:
 
 def write(h: Header, streams: np.ndarray) -> bytes:
     """Serialize ``h`` followed by ``streams`` (the concatenated stream bytes, uint8) and the CRC."""
-    out = bytearray(MAGIC)
     flags = ((FLAG_PER_CHANNEL if h.per_channel else 0) | (FLAG_ECSQ if h.levels is not None else 0)
              | (FLAG_ZERO_MASK if h.zero_mask is not None else 0))
-    out += bytes((VERSION, flags, DTYPE_CODES[np.dtype(h.dtype)], h.bits, len(h.shape),
-                  NO_AXIS if h.axis is None else h.axis))
-    for dim in h.shape:
-        put_uvarint(out, dim)
-    # quantizer section
-    if h.levels is not None:
-        out += np.asarray(h.levels, "<f4").tobytes()
+    head = (*MAGIC, VERSION, flags, DTYPE_CODES[np.dtype(h.dtype)], h.bits, len(h.shape),
+            NO_AXIS if h.axis is None else h.axis)
+    if h.levels is not None:                     # (words, first byte of each written, zero point width)
+        quant = (np.asarray(h.levels, np.float32).view(np.uint32), 0, 0)
     elif h.per_channel:
-        out += _bf16_bits(h.scale).astype("<u2").tobytes()
-        out += pack_fields(h.zero_point, h.bits)
+        quant = (np.asarray(h.scale, np.float32).view(np.uint32), 2, h.bits)
+        _bf16_bits(h.scale)                      # raises if a scale does not fit bf16
     else:
-        out += np.asarray(h.scale, "<f4").tobytes()
-        out.append(int(h.zero_point[0]))
-    # model section
-    out += bytes((h.pack, h.prob_bits, h.ntables))
-    if h.zero_mask is not None:
-        out += np.packbits(h.zero_mask.astype(np.uint8), bitorder="little").tobytes()
-    # table map, tables and stream directory in one compiled call
-    out += _model_tail(np.asarray(h.table_map, np.int64), table_map_width(h.ntables) if h.ntables > 1 else 0,
-                       np.asarray(h.freqs, np.int64), np.asarray(h.nwords, np.int64),
-                       tc.max_tables_bytes(h.ntables, h.alphabet)).tobytes()
-    out += memoryview(np.ascontiguousarray(streams, np.uint8)).cast("B")
-    out += crc32c(out).to_bytes(4, "little")
-    return bytes(out)
+        quant = (np.asarray(h.scale, np.float32).view(np.uint32), 0, 8)
+    mask = _NO_MASK if h.zero_mask is None else np.asarray(h.zero_mask, bool).view(np.uint8)
+    model = _write_model(head, np.array(h.shape, np.int64), *quant, np.asarray(h.zero_point, np.int64),
+                         (h.pack, h.prob_bits, h.ntables), mask, np.asarray(h.table_map, np.uint8),
+                         table_map_width(h.ntables) if h.ntables > 1 else 0, np.asarray(h.freqs, np.int64),
+                         np.asarray(h.nwords, np.int64), tc.max_tables_bytes(h.ntables, h.alphabet))
+    streams = np.ascontiguousarray(streams, np.uint8)
+    crc = crc32c(streams, crc32c(model))
+    return b"".join((model, streams, crc.to_bytes(CRC_BYTES, "little")))
+
+
+_NO_MASK = np.zeros(0, np.uint8)
 
 
 @njit
-def _model_tail(table_map, width, freqs, nwords, tables_bound):
-    """The table map (``pack_fields`` of ``width`` bits; none for width 0), the serialized tables
-    (``write_tables``) and the stream directory (uvarints: S, then each stream's word count)."""
-    nmap = (table_map.shape[0] * width + 7) // 8 if width > 0 else 0
-    out = np.zeros(nmap + tables_bound + 9 * (nwords.shape[0] + 1), np.uint8)
+def _write_model(head, shape, qwords, qfirst, zwidth, zero_points, model_fields, zero_mask, table_map, width,
+                 freqs, nwords, tables_bound):
+    """Everything before the streams in one compiled call (small tensors pay per Python step):
+    fixed fields, shape, quantizer section (bytes ``qfirst``..3 of each little-endian word, then
+    the zero points as ``zwidth``-bit fields), model section, table map, tables and stream
+    directory (FORMAT.md). The streams are not copied here: a compiled byte loop was slower than
+    ``bytes.join``."""
+    channels = zero_mask.shape[0] + table_map.shape[0] + zero_points.shape[0]
+    cap = (64 + 9 * shape.shape[0] + 4 * qwords.shape[0] + channels * 2 + tables_bound
+           + 9 * (nwords.shape[0] + 1))
+    out = np.empty(cap, np.uint8)
     pos = 0
-    if width > 0:
-        acc = np.uint64(0)
-        nacc = 0
-        for c in range(table_map.shape[0]):
-            pos, acc, nacc = tc._put(out, pos, acc, nacc, table_map[c], width)
-        if nacc > 0:
-            out[pos] = np.uint8(acc & np.uint64(0xFF))
+    for b in head:
+        out[pos] = b
+        pos += 1
+    pos = tc.write_uvarints(shape, out, pos)
+    for w in qwords:
+        for i in range(qfirst, 4):
+            out[pos] = np.uint8((w >> np.uint32(8 * i)) & np.uint32(0xFF))
             pos += 1
+    pos = _put_fields(out, pos, zero_points, zwidth)
+    for b in model_fields:
+        out[pos] = b
+        pos += 1
+    pos = _put_fields(out, pos, zero_mask, 1)
+    pos = _put_fields(out, pos, table_map, width)
     pos += tc.write_tables(freqs, out[pos:])
-    count = np.empty(1, np.int64)
-    count[0] = nwords.shape[0]
-    pos = tc.write_uvarints(count, out, pos)
+    pos = tc.write_uvarints(np.full(1, nwords.shape[0], np.int64), out, pos)
     pos = tc.write_uvarints(nwords, out, pos)
     return out[:pos]
 
 
+@njit
+def _put_fields(out, pos, values, width):
+    """Fields of ``width`` bits (none for width 0), LSB first, padded to a byte (FORMAT.md section 5)."""
+    acc = np.uint64(0)
+    nacc = 0
+    for v in values:
+        pos, acc, nacc = tc._put(out, pos, acc, nacc, np.int64(v), width)
+    if nacc > 0:
+        out[pos] = np.uint8(acc & np.uint64(0xFF))
+        pos += 1
+    return pos
+
+
 def table_map_width(ntables: int) -> int:
     return max(1, (ntables - 1).bit_length())
-
-
-def pack_fields(values: np.ndarray, width: int) -> bytes:
-    """C fields of ``width`` bits, LSB first, padded to a byte (FORMAT.md section 5)."""
-    v = np.asarray(values, np.int64)
-    bits = ((v[:, None] >> np.arange(width)) & 1).astype(np.uint8).ravel()
-    return np.packbits(bits, bitorder="little").tobytes()
 
 
 def unpack_fields(raw: memoryview, count: int, width: int, what: str) -> np.ndarray:

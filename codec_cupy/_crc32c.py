@@ -22,8 +22,9 @@ def _make_table() -> list[int]:
 _TABLE = _make_table()
 
 
-def crc32c_reference(data) -> int:
-    crc = 0xFFFFFFFF
+def crc32c_reference(data, value: int = 0) -> int:
+    """CRC of ``data``; ``value``, the CRC of what came before, continues it."""
+    crc = value ^ 0xFFFFFFFF
     for byte in bytes(data):
         crc = (crc >> 8) ^ _TABLE[(crc ^ byte) & 0xFF]
     return crc ^ 0xFFFFFFFF
@@ -32,7 +33,7 @@ def crc32c_reference(data) -> int:
 try:  # pragma: no cover - depends on the environment
     from crc32c import crc32c as _fast_crc32c
 
-    def crc32c(data) -> int:
-        return _fast_crc32c(data)
+    def crc32c(data, value: int = 0) -> int:
+        return _fast_crc32c(data, value)
 except ImportError:  # pragma: no cover
     crc32c = crc32c_reference

@@ -79,15 +79,25 @@ def order_bits(freqs_row, g):
 
 @njit
 def best_order(freqs_row):
-    """The Exp-Golomb order g in 0..15 that codes this table in the fewest bits.
+    """The Exp-Golomb order g in 0..15 that codes this table in the fewest bits (``order_bits``).
 
     The length is close to convex in g, so the search stops at the first increase (ties keep the
-    smaller g). Encoder policy only: any g is valid in a stream.
+    smaller g). Encoder policy only: any g is valid in a stream. An absent symbol (frequency 0)
+    always costs g + 1 bits, so each order visits only the present symbols.
     """
-    best_g, best_bits = 0, order_bits(freqs_row, 0)
-    for g in range(1, 16):
-        bits = order_bits(freqs_row, g)
-        if bits >= best_bits:
+    present = np.empty(freqs_row.shape[0], np.int64)
+    npresent = 0
+    for v in freqs_row:
+        present[npresent] = v
+        npresent += v != 0
+    absent = freqs_row.shape[0] - npresent
+    best_g, best_bits = -1, np.int64(0)
+    for g in range(16):
+        step = np.int64(1) << g
+        bits = np.int64(4) + absent * (g + 1) - npresent * (g + 1)
+        for j in range(npresent):
+            bits += 2 * _bitlen(present[j] + step)
+        if best_g >= 0 and bits >= best_bits:
             break
         best_g, best_bits = g, bits
     return best_g, best_bits
@@ -106,31 +116,84 @@ def _put(out, pos, acc, nacc, value, width):
 
 
 @njit
+def _put32(out, pos, acc, nacc, value, width):
+    """``_put`` for width <= 32 with nacc < 32, without a data-dependent branch (a mispredicted
+    one per code cost more than the code): the low 4 accumulator bytes are always stored (``out``
+    needs 4 bytes of room past the data) and kept unless all 32 bits were full."""
+    acc |= np.uint64(value) << np.uint64(nacc)
+    nacc += width
+    for i in range(4):
+        out[pos + i] = np.uint8((acc >> np.uint64(8 * i)) & np.uint64(0xFF))
+    full = nacc & 32
+    return pos + (full >> 3), acc >> np.uint64(full), nacc - full
+
+
+@njit
+def _put_long_code(out, pos, acc, nacc, v, u, z, g):
+    """An Exp-Golomb code longer than 32 bits (only invalid tables have one), piece by piece."""
+    pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(0), 0)   # flush to nacc < 8 for ``_put``
+    pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(0), z)   # z zero bits
+    pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(1), 1)   # the marker bit
+    pos, acc, nacc = _put(out, pos, acc, nacc, u, z)             # low z bits of u
+    return _put(out, pos, acc, nacc, v, g)                       # low g bits of v
+
+
+@njit
+def _absent_pattern(g):
+    """(k, bits): k absent symbols (each a 1 followed by g zero bits) fill the low k * (g + 1)
+    bits of ``bits``, for k up to the most that fit in 32 bits."""
+    per = 32 // (g + 1)
+    pattern = np.int64(0)
+    for i in range(per):
+        pattern |= np.int64(1) << (i * (g + 1))
+    return per, pattern
+
+
+@njit
+def _put_absent(out, pos, acc, nacc, run, g, per, pattern):
+    """``run`` absent symbols, up to 32 bits of them in one put."""
+    while run >= per:
+        pos, acc, nacc = _put32(out, pos, acc, nacc, pattern, per * (g + 1))
+        run -= per
+    return _put32(out, pos, acc, nacc, pattern & ((np.int64(1) << (run * (g + 1))) - 1), run * (g + 1))
+
+
+@njit
 def write_tables(freqs, out):
-    """Serialize tables (T, A) into ``out`` (uint8, large enough); returns the byte count."""
+    """Serialize tables (T, A) into ``out`` (uint8, large enough); returns the byte count.
+
+    Each frequency v is the order-g Exp-Golomb code of FORMAT.md section 4: z zero bits, a 1, the
+    low z bits of u = (v >> g) + 1, then the low g bits of v; runs of zeros go in bulk."""
     pos = 0
     acc = np.uint64(0)
     nacc = 0
     for t in range(freqs.shape[0]):
         g, _ = best_order(freqs[t])
-        pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(g), 4)
+        pos, acc, nacc = _put32(out, pos, acc, nacc, np.int64(g), 4)
         gmask = (np.int64(1) << g) - 1
+        per, pattern = _absent_pattern(g)
+        run = 0
         for a in range(freqs.shape[1]):
             v = np.int64(freqs[t, a])
+            if v == 0:
+                run += 1
+                continue
+            if run:
+                pos, acc, nacc = _put_absent(out, pos, acc, nacc, run, g, per, pattern)
+                run = 0
             u = (v >> g) + 1
             z = _bitlen(u) - 1
-            if 2 * z + 1 + g <= 56:            # the whole code in one put (nacc < 8 before it)
-                code = ((u << (z + 1)) | (np.int64(1) << z)) & ((np.int64(1) << (2 * z + 1)) - 1)
-                code |= (v & gmask) << (2 * z + 1)
-                pos, acc, nacc = _put(out, pos, acc, nacc, code, 2 * z + 1 + g)
+            if 2 * z + 1 + g > 32:
+                pos, acc, nacc = _put_long_code(out, pos, acc, nacc, v, u, z, g)
                 continue
-            pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(0), z)   # z zero bits
-            pos, acc, nacc = _put(out, pos, acc, nacc, np.int64(1), 1)   # the marker bit
-            pos, acc, nacc = _put(out, pos, acc, nacc, u, z)             # low z bits of u
-            pos, acc, nacc = _put(out, pos, acc, nacc, v, g)             # low g bits of v
-    if nacc > 0:
+            code = ((u << (z + 1)) | (np.int64(1) << z)) & ((np.int64(1) << (2 * z + 1)) - 1)
+            pos, acc, nacc = _put32(out, pos, acc, nacc, code | ((v & gmask) << (2 * z + 1)), 2 * z + 1 + g)
+        pos, acc, nacc = _put_absent(out, pos, acc, nacc, run, g, per, pattern)
+    while nacc > 0:
         out[pos] = np.uint8(acc & np.uint64(0xFF))
         pos += 1
+        acc >>= np.uint64(8)
+        nacc -= 8
     return pos
 
 

@@ -1,0 +1,46 @@
+"""The fast table writer and order search against their plain definitions (FORMAT.md section 4)."""
+
+import numpy as np
+
+from codec_cupy._crc32c import crc32c, crc32c_reference
+from codec_cupy._tablecodec import best_order, order_bits, write_tables
+
+
+def _plain_order(row):
+    best_g, best_bits = 0, order_bits(row, 0)
+    for g in range(1, 16):
+        bits = order_bits(row, g)
+        if bits >= best_bits:
+            break
+        best_g, best_bits = g, bits
+    return best_g, best_bits
+
+
+def _plain_tables(freqs):
+    bits = []
+    for row in freqs:
+        g = _plain_order(row)[0]
+        bits += [(g >> i) & 1 for i in range(4)]
+        for v in row:
+            u = (int(v) >> g) + 1
+            z = u.bit_length() - 1
+            bits += [0] * z + [1] + [(u >> i) & 1 for i in range(z)] + [(int(v) >> i) & 1 for i in range(g)]
+    return np.packbits(np.array(bits, np.uint8), bitorder="little").tobytes()
+
+
+def test_write_tables_matches_plain_definition():
+    rng = np.random.default_rng(3)
+    for _ in range(40):
+        alphabet = 1 << int(rng.integers(1, 9))
+        scale = 1 << int(rng.integers(1, 20))
+        freqs = rng.integers(0, scale, size=(3, alphabet)) * (rng.random((3, alphabet)) < rng.random())
+        for row in freqs:
+            assert best_order(row) == _plain_order(row)
+        out = np.zeros(alphabet * 3 * 8 + 16, np.uint8)
+        assert out[:write_tables(freqs.astype(np.int64), out)].tobytes() == _plain_tables(freqs)
+
+
+def test_crc32c_continues():
+    data = bytes(range(256)) * 3
+    assert crc32c(data[100:], crc32c(data[:100])) == crc32c(data)
+    assert crc32c_reference(data[7:], crc32c_reference(data[:7])) == crc32c_reference(data)
