@@ -99,6 +99,8 @@ def encode(engine, x, cfg: CodecConfig) -> bytes:
 def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asarray) -> bytes:
     """Encode a validated float32 array that may live on a device (``engine`` knows how to touch it)."""
     axis = channel_axis(cfg.axis, x32.ndim)
+    if axis is None and cfg.granularity == "channel":
+        cfg = cfg.replace(granularity="tensor")       # no channel axis (a vector): one range, as documented
     outer, channels, inner = view3(tuple(x32.shape), axis)
     xv = x32.reshape(outer, channels, inner)
     params = choose_params(engine, xv, cfg, to_host)

@@ -87,3 +87,14 @@ def test_decode_batch_on_cpu_and_device_validation(rng):
         cc.decode(blobs[0], device="cuda", engine="reference")
     with pytest.raises(cc.DecodeError):
         cc.decode_batch([blobs[0], blobs[1][:-1]], device="cpu")
+
+
+@pytest.mark.parametrize("engine", ["reference", "cpu"])
+def test_per_channel_on_a_tensor_without_channel_axis_codes_per_tensor(rng, engine):
+    # The default axis=1 on a vector (or a 0-d tensor) leaves no channel axis: granularity="channel"
+    # must fall back to one per-tensor range, not write a PER_CHANNEL header no decoder accepts.
+    for x in (rng.standard_normal(1000).astype(np.float32), np.float32(1.5).reshape(())):
+        blob = cc.encode(x, cc.CodecConfig(bits=4, granularity="channel"), engine=engine)
+        assert blob == cc.encode(x, cc.CodecConfig(bits=4), engine=engine)
+        assert cc.inspect(blob)["granularity"] == "tensor"
+        assert cc.decode(blob).shape == x.shape
