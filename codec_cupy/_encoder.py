@@ -104,8 +104,7 @@ def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asar
     outer, channels, inner = view3(tuple(x32.shape), axis)
     xv = x32.reshape(outer, channels, inner)
     params = choose_params(engine, xv, cfg, to_host)
-    zp = np.asarray(params.zero_point, np.int64)     # ``zero_symbols`` without broadcast_to (small tensors)
-    zsym = zp.copy() if zp.shape[0] == channels else np.full(channels, zp[0], np.int64)
+    zsym = params.zero_symbols(channels)
     q, nonzero, absdev = engine.quantize(xv, params, cfg.bits)
 
     length = outer * inner

@@ -27,7 +27,7 @@ from __future__ import annotations
 import numpy as np
 
 from ._jit import njit
-from ._tablecodec import _bitlen, best_order
+from ._tablecodec import best_order, present_order
 
 Q = 16                                    # fixed-point fraction bits of all costs
 MAX_PROB_BITS = 15
@@ -271,26 +271,6 @@ def table_cost(counts, freqs, prob_bits, log2q):
 
 
 @njit
-def _present_table_bits(f, npresent, alphabet):
-    """``best_order(freqs)[1]`` from the nonzero frequencies ``f[:npresent]`` alone.
-
-    An absent symbol (frequency 0) codes in 2 * bitlen(2**g) - 1 - g = g + 1 bits at order g, so
-    each order's length is (A - P) * (g + 1) plus the present symbols' ``order_bits`` terms; the
-    search over g is ``best_order``'s (stop at the first length that is not smaller).
-    """
-    best = np.int64(-1)
-    for g in range(16):
-        step = np.int64(1) << g
-        total = np.int64(4) + (alphabet - npresent) * (g + 1)
-        for j in range(npresent):
-            total += 2 * _bitlen(f[j] + step) - 1 - g
-        if best >= 0 and total >= best:
-            break
-        best = total
-    return best
-
-
-@njit
 def group_channels(order, ncoded, ntables, channels):
     """Table of each channel: coded channels by rank (``order``) split into ``ntables`` equal groups."""
     tmap = np.zeros(channels, np.int64)
@@ -427,7 +407,7 @@ def _price(cnt, off, tot, q, rem, prob_bits, alphabet, log2q, f):
     for t in range(tot.shape[0]):
         a, b = off[t], off[t + 1]
         if a == b:
-            cost += _present_table_bits(np.full(1, np.int64(1) << prob_bits), 1, alphabet) << Q
+            cost += present_order(np.full(1, np.int64(1) << prob_bits), 1, alphabet)[1] << Q
             continue
         fs = f[a:b]
         fs[:] = q[a:b]
@@ -435,7 +415,7 @@ def _price(cnt, off, tot, q, rem, prob_bits, alphabet, log2q, f):
         data = np.int64(0)
         for j in range(a, b):
             data += cnt[j] * (nq - log2q[f[j]])
-        cost += data + (_present_table_bits(fs, b - a, alphabet) << Q)
+        cost += data + (present_order(fs, b - a, alphabet)[1] << Q)
     return cost
 
 

@@ -32,7 +32,8 @@ class QuantParams:
 
     def zero_symbols(self, channels: int) -> np.ndarray:
         """The symbol of 0.0 in each channel (padding and zero-mask value)."""
-        return np.broadcast_to(self.zero_point, (channels,)).astype(np.int64)
+        zp = np.asarray(self.zero_point, np.int64)      # np.full, not broadcast_to: cheaper on small tensors
+        return zp.copy() if zp.shape[0] == channels else np.full(channels, zp[0], np.int64)
 
 
 def uniform_params(lo: np.ndarray, hi: np.ndarray, bits: int, per_channel: bool) -> QuantParams:

@@ -82,19 +82,25 @@ def best_order(freqs_row):
     """The Exp-Golomb order g in 0..15 that codes this table in the fewest bits (``order_bits``).
 
     The length is close to convex in g, so the search stops at the first increase (ties keep the
-    smaller g). Encoder policy only: any g is valid in a stream. An absent symbol (frequency 0)
-    always costs g + 1 bits, so each order visits only the present symbols.
+    smaller g). Encoder policy only: any g is valid in a stream.
     """
     present = np.empty(freqs_row.shape[0], np.int64)
     npresent = 0
     for v in freqs_row:
         present[npresent] = v
         npresent += v != 0
-    absent = freqs_row.shape[0] - npresent
+    return present_order(present, npresent, freqs_row.shape[0])
+
+
+@njit
+def present_order(present, npresent, alphabet):
+    """``best_order`` of an ``alphabet``-symbol table from its nonzero frequencies
+    ``present[:npresent]`` alone: an absent symbol codes in 2 * bitlen(2**g) - 1 - g = g + 1 bits
+    at order g, so each order visits only the present symbols."""
     best_g, best_bits = -1, np.int64(0)
     for g in range(16):
         step = np.int64(1) << g
-        bits = np.int64(4) + absent * (g + 1) - npresent * (g + 1)
+        bits = np.int64(4) + (alphabet - 2 * npresent) * (g + 1)
         for j in range(npresent):
             bits += 2 * _bitlen(present[j] + step)
         if best_g >= 0 and bits >= best_bits:
