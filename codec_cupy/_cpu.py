@@ -17,7 +17,7 @@ from ._container import (H_INVALID, H_OK, I_BITS, I_CHANNELS, I_CODED, I_GROUPS,
                          STATE_BYTES, Header, parse_fields)
 from ._crc32c import crc32c
 from ._jit import HAVE_NUMBA, njit
-from ._quantizer import QuantParams
+from ._quantizer import QuantParams, per_channel
 from .errors import CorruptStreamError, InputError
 
 NAME = "cpu"
@@ -132,15 +132,15 @@ def _pack_full(row, e, k, bits):
 
 
 @njit
-def _histogram(q, coded, zsym, bits, k, hist, rows=None):
+def _histogram(q, coded, zsym, bits, k, hist, rows):
     """Histograms (rows, 2**(k*bits)) of the packed symbols with pack factor ``k``: channel c counts
-    into row ``rows[c]`` (summed over the planner's rank segments), or row c without ``rows``."""
+    into row ``rows[c]`` (the planner's rank segments, or c itself for per-channel rows)."""
     length = q.shape[1]
     full = length // k
     for j in range(coded.shape[0]):
         c = coded[j]
         row = q[c]
-        h = hist[c] if rows is None else hist[rows[c]]
+        h = hist[rows[c]]
         for g in range(full):
             h[_pack_full(row, g * k, k, bits)] += 1
         if full * k < length:
@@ -755,18 +755,10 @@ def quantize(xv: np.ndarray, p: QuantParams, bits: int):
     if p.thresholds is not None:
         _quantize_thresholds(xv, p.thresholds, np.int64(p.zero_point[0]), q, nonzero, absdev)
     else:
-        scale = _per_channel(p.scale, channels, np.float32)
-        zero = _per_channel(p.zero_point, channels, np.int64)
+        scale = per_channel(p.scale, channels, np.float32)
+        zero = per_channel(p.zero_point, channels, np.int64)
         _quantize_uniform(xv, scale, zero, (1 << bits) - 1, q, nonzero, absdev)
     return q, nonzero, absdev
-
-
-def _per_channel(values: np.ndarray, channels: int, dtype) -> np.ndarray:
-    """(C,) contiguous ``dtype`` copy of per-channel or per-tensor (1,) parameters
-    (np.full: a per-tensor value costs a fraction of what np.broadcast_to does on small tensors)."""
-    if values.shape[0] == channels:
-        return np.ascontiguousarray(values, dtype)
-    return np.full(channels, values[0], dtype)
 
 
 class PackedSymbols(NamedTuple):

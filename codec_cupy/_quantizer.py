@@ -32,8 +32,16 @@ class QuantParams:
 
     def zero_symbols(self, channels: int) -> np.ndarray:
         """The symbol of 0.0 in each channel (padding and zero-mask value)."""
-        zp = np.asarray(self.zero_point, np.int64)      # np.full, not broadcast_to: cheaper on small tensors
-        return zp.copy() if zp.shape[0] == channels else np.full(channels, zp[0], np.int64)
+        return per_channel(self.zero_point, channels, np.int64)
+
+
+def per_channel(values: np.ndarray, channels: int, dtype) -> np.ndarray:
+    """(C,) contiguous ``dtype`` copy of per-channel or per-tensor (1,) parameters (np.full: a
+    per-tensor value costs a fraction of what np.broadcast_to does on small tensors)."""
+    values = np.asarray(values)
+    if values.shape[0] == channels:
+        return np.array(values, dtype)
+    return np.full(channels, values[0], dtype)
 
 
 def uniform_params(lo: np.ndarray, hi: np.ndarray, bits: int, per_channel: bool) -> QuantParams:

@@ -55,5 +55,5 @@ def test_marginal_histograms_equal_direct_counts(bits, length):
     ks = [k for k in (1, 2, 4, 8) if k * bits <= 8]
     for (hist, _), k in zip(_cpu.histograms(q, coded, zsym, bits, ks), ks):
         direct = np.zeros_like(hist)
-        _cpu._histogram(q, coded, zsym, bits, k, direct)
+        _cpu._histogram(q, coded, zsym, bits, k, direct, np.arange(channels, dtype=np.int64))
         assert np.array_equal(hist, direct)
