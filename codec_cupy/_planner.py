@@ -10,7 +10,8 @@ It is the "theoretical model" of the codec: for each candidate modeling it compu
 and keeps the cheapest. Candidates:
   * pack k: code k neighbouring symbols of a channel as one symbol of 2**(k*bits) values. This is
     joint (order-0 over k-tuples) modeling: it captures runs of ReLU zeros and local correlation,
-    and it divides the number of sequential rANS steps by k.
+    and it divides the number of sequential rANS steps by k, so a larger k within ``pack_slack``
+    of the cheapest is preferred.
   * tables T: channels ranked by their mean |q - zero| and split into T equal groups, each with its
     own frequency table ("a few tables for channel groups").
   * prob_bits n: precision of the tables; more bits = closer to the true distribution, larger tables.
@@ -443,25 +444,31 @@ def _map_bits(channels, ntables):
 
 
 @njit
-def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, log2q):
+def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, log2q,
+         pack_slack_ppm=0):
     """The planner's whole search in one call: (pack index, tables, prob_bits, cost, table map, freqs).
 
     ``hists``: per pack candidate, the histograms summed over each segment of ``segments`` (``row``
-    its rank -> boundary map); ``tables``: the table counts to try. Pack: compare candidates with
-    ``tables[0]`` tables (ties keep the earlier); then tables: more pay off less and less, stop at
+    its rank -> boundary map); ``tables``: the table counts to try. Pack: price candidates with
+    ``tables[0]`` tables and keep the largest pack (candidates come in increasing k) whose cost is
+    at most the least one plus ``pack_slack_ppm`` millionths of it: k times fewer rANS steps for
+    the encoder and the decoder are worth that much payload; then tables: more pay off less and less, stop at
     the first loss; then, if ``walk_bits``, the precision walks down from ``first_bits``, then up,
     while it pays. Each grouping's counts are extracted once and the precision walk rescales their
     scaled floors instead of dividing again.
     """
     t = tables[0]
     cost = np.int64(-1)
+    least = np.int64(-1)
     best_i = 0
     for i in range(len(hists)):
         p = _running_sums(hists[i])
         g = _groups(p, row, ncoded, t, first_bits)
         f = np.empty_like(g[1])
         c = _price(g[1], g[2], g[3], g[4], g[5], first_bits, p.shape[1], log2q, f) + _map_bits(channels, t)
-        if cost < 0 or c < cost:
+        if least < 0 or c < least:
+            least = c
+        if cost < 0 or c <= least + ((least >> Q) * pack_slack_ppm // 1_000_000 << Q):
             cost, best_i, prefix, grp, freqs = c, i, p, g, f
     alphabet = prefix.shape[1]
     for j in range(1, tables.shape[0]):

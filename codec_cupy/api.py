@@ -28,7 +28,17 @@ def _load(name: str):
     return module
 
 
+_RESOLVED: dict = {}      # engine name -> module, so a call does not pay for the import machinery
+
+
 def _engine(name: str):
+    module = _RESOLVED.get(name)
+    if module is None:
+        module = _RESOLVED[name] = _resolve(name)
+    return module
+
+
+def _resolve(name: str):
     if name == "auto":
         for candidate in ENGINES:
             try:

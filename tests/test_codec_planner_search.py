@@ -55,10 +55,13 @@ def _candidate(hist, order, ncoded, channels, ntables, prob_bits):
     return cost, tmap, freqs
 
 
-def _oracle(hists, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits):
+def _oracle(hists, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, slack_ppm=0):
     t = tables[0]
-    found = [(_candidate(h, order, ncoded, channels, t, first_bits), i) for i, h in enumerate(hists)]
-    (best, ki) = min(found, key=lambda item: (item[0][0], item[1]))
+    found = [_candidate(h, order, ncoded, channels, t, first_bits) for h in hists]
+    least = min(c[0] for c in found)
+    allowed = least + ((least >> _planner.Q) * slack_ppm // 1_000_000 << _planner.Q)
+    ki = max(i for i, c in enumerate(found) if c[0] <= allowed)      # the largest pack within the slack
+    best = found[ki]
     hist = hists[ki]
     for t2 in tables[1:]:
         cand = _candidate(hist, order, ncoded, channels, t2, first_bits)
@@ -100,10 +103,10 @@ def _hists(rng, channels, length, bits, kind):
     return h1, h2, np.abs(q).sum(axis=1)
 
 
-def _plan(hists, order, ncoded, channels, tables, first_bits, walk):
+def _plan(hists, order, ncoded, channels, tables, first_bits, walk, slack_ppm=0):
     bounds, row = _planner.boundaries(ncoded, tables)
     sums = tuple(_planner.segment_sums(h, order, bounds) for h in hists)
-    return _planner.plan(sums, row, order, ncoded, channels, tables, first_bits, walk, 8, 14, LOG2Q)
+    return _planner.plan(sums, row, order, ncoded, channels, tables, first_bits, walk, 8, 14, LOG2Q, slack_ppm)
 
 
 CASES = [(seed, bits, kind, channels, length)
@@ -129,6 +132,22 @@ def test_plan_matches_definition(seed, bits, kind, channels, length, first_bits,
     want = _oracle(hists, order, ncoded, channels, list(tables), first_bits, walk, 8, 14)
     assert got[:4] == want[:4]
     assert np.array_equal(got[4], want[4]) and np.array_equal(got[5], want[5])
+
+
+@pytest.mark.parametrize("slack_ppm", [0, 2_000, 5_000, 30_000, 1_000_000])
+@pytest.mark.parametrize("seed,bits,kind,channels,length", [c for c in CASES if c[1] <= 4])
+def test_pack_slack_matches_definition(seed, bits, kind, channels, length, slack_ppm):
+    """The largest pack within ``slack_ppm`` of the cheapest candidate (ties: the larger pack)."""
+    rng = np.random.default_rng(seed)
+    h1, h2, absdev = _hists(rng, channels, length, bits, kind)
+    coded = np.arange(channels, dtype=np.int64)
+    order = _planner.channel_order(absdev, coded)
+    tables = np.array([t for t in (1, 2, 4, 8, 16) if t <= channels], np.int64)
+    got = _plan((h1, h2), order, channels, channels, tables, 12, True, slack_ppm)
+    want = _oracle((h1, h2), order, channels, channels, list(tables), 12, True, 8, 14, slack_ppm)
+    assert got[:4] == want[:4] and np.array_equal(got[5], want[5])
+    if slack_ppm == 1_000_000:
+        assert got[0] == 1                     # within 100 %: always the larger pack
 
 
 @pytest.mark.parametrize("prob_bits", [8, 10, 12, 15])
