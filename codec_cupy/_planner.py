@@ -33,6 +33,7 @@ from ._tablecodec import best_order, present_order
 Q = 16                                    # fixed-point fraction bits of all costs
 MAX_PROB_BITS = 15
 STREAM_FRAMING_BITS = 8 * 7               # u32 state + ~1-2 byte directory entry + ~16-bit start-up
+LANE_GROUP = 4                            # streams the cpu decoder interleaves (``_cpu.LANES``)
 
 # LOG2Q[f] = round(log2(f) * 2**Q) for f in 1..2**15, LOG2Q[0] = 0 (unused).
 LOG2Q = np.zeros((1 << MAX_PROB_BITS) + 1, np.int64)
@@ -508,7 +509,10 @@ def choose_streams(num_packed, cost_q, stream_overhead_ppm, fixed_streams):
         s = min(fixed_streams, num_packed)
     else:
         budget_bits = (cost_q >> Q) * stream_overhead_ppm // 1_000_000
-        s = max(1, min(num_packed, budget_bits // STREAM_FRAMING_BITS))
+        s = max(1, budget_bits // STREAM_FRAMING_BITS)
+        if s > LANE_GROUP:          # whole groups of the cpu decoder's lanes: no stream decodes alone
+            s -= s % LANE_GROUP
+        s = min(num_packed, s)
     per = -(-num_packed // s)
     return -(-num_packed // per)          # no empty stream: S = ceil(Np / ceil(Np / S))
 

@@ -195,3 +195,16 @@ def test_segment_histograms_are_summed_channel_histograms(bits, length):
     per_segment = _cpu.histograms(q, coded, zsym, bits, ks, rows, bounds.size - 1)
     for (h, _), (s, _) in zip(per_channel, per_segment):
         assert np.array_equal(s, _planner.segment_sums(h, order, bounds))
+
+
+@pytest.mark.parametrize("budget_streams,expected", [(0, 1), (1, 1), (3, 3), (4, 4), (5, 4), (7, 4), (8, 8),
+                                                     (13, 12), (61, 60)])
+def test_stream_count_is_whole_lane_groups(budget_streams, expected):
+    """``stream_overhead`` affords ``budget_streams``; above 4 the planner takes the largest multiple
+    of the cpu decoder's 4 lanes (no stream decodes alone), never more than the budget."""
+    ppm = 4_000
+    cost_q = ((budget_streams * _planner.STREAM_FRAMING_BITS * 1_000_000 + ppm - 1) // ppm) << _planner.Q
+    assert _planner.LANE_GROUP == _cpu.LANES
+    assert _planner.choose_streams(10**7, cost_q, ppm, 0) == expected
+    assert _planner.choose_streams(3, cost_q, ppm, 0) == min(3, expected)      # never an empty stream
+    assert _planner.choose_streams(10**7, cost_q, ppm, 7) == 7                 # a fixed count is kept
