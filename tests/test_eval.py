@@ -79,9 +79,12 @@ def test_load_config_errors(tmp_path):
 def test_shipped_configs_are_valid():
     from splitwire.evaluation import load_config
 
-    for name in ("quick.yaml", "default.yaml"):
+    names = sorted(p.name for p in (ROOT / "configs" / "eval").glob("*.yaml"))
+    assert {"quick.yaml", "default.yaml", "fmnist_10k.yaml"} <= set(names)
+    for name in names:
         cfg = load_config(ROOT / "configs" / "eval" / name)
         assert cfg.codecs and cfg.models
+        assert all(m.codecs in cfg.codecs for m in cfg.models), name
 
 
 def test_tile_untile_inverse():
