@@ -7,6 +7,7 @@ unpacking and dequantization into one pass that writes the output tensor in its 
 
 from __future__ import annotations
 
+import math
 from typing import NamedTuple
 
 import numpy as np
@@ -741,10 +742,21 @@ def minmax(xv: np.ndarray):
     if xv.size == 0:
         return np.zeros(channels), np.zeros(channels)
     if not _minmax(xv.view(np.int32), lo, hi):
-        raise InputError("the tensor contains NaN or Inf; the codec encodes finite values only "
-                         "(check the head model's output, or clamp with np.nan_to_num)")
+        raise InputError(InputError.NON_FINITE)
     both = _key_to_float(np.concatenate((lo, hi))).astype(np.float64)     # one conversion for both
     return both[:channels], both[channels:]
+
+
+def tensor_range(xv: np.ndarray) -> tuple[float, float]:
+    """Min and max of the whole tensor, for per-tensor parameters: NumPy's float reductions are SIMD
+    over the flat array (about half the time of the per-channel kernel on 8 x 240 x 14 x 14) and
+    propagate NaN, so checking the two results rejects NaN and Inf."""
+    if xv.size == 0:
+        return 0.0, 0.0
+    lo, hi = float(xv.min()), float(xv.max())
+    if not (math.isfinite(lo) and math.isfinite(hi)):
+        raise InputError(InputError.NON_FINITE)
+    return lo, hi
 
 
 def quantize(xv: np.ndarray, p: QuantParams, bits: int):

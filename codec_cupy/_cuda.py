@@ -536,8 +536,7 @@ class EngineOn:
         xp = self.backend.xp
         xv = xp.asarray(xv) if xp is not np else xv
         if not bool(xp.isfinite(xv).all()):
-            raise InputError("the tensor contains NaN or Inf; the codec encodes finite values only "
-                             "(check the head model's output, or clamp with np.nan_to_num)")
+            raise InputError(InputError.NON_FINITE)
         if xv.size == 0:
             return np.zeros(xv.shape[1]), np.zeros(xv.shape[1])
         lo = self.backend.to_host(xv.min(axis=(0, 2))).astype(np.float64)

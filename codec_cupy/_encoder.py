@@ -58,9 +58,14 @@ def view3(shape: tuple[int, ...], axis: int | None) -> tuple[int, int, int]:
 
 def choose_params(engine, xv, cfg: CodecConfig, to_host=np.asarray) -> QuantParams:
     """Quantizer parameters; ``to_host`` brings a device view to NumPy for the subsampling policies."""
-    lo, hi = engine.minmax(xv)                                      # also rejects NaN/Inf
     per_channel = cfg.granularity == "channel"
-    if not per_channel and cfg.clip == "none" and cfg.quantizer != "ecsq":
+    min_max_only = not per_channel and cfg.clip == "none" and cfg.quantizer != "ecsq"
+    tensor_range = getattr(engine, "tensor_range", None) if min_max_only else None
+    if tensor_range is not None:                                    # one flat reduction, no per-channel pass
+        lo, hi = tensor_range(xv)                                   # also rejects NaN/Inf
+        return _tensor_params(min(lo, 0.0), max(hi, 0.0), cfg.bits)
+    lo, hi = engine.minmax(xv)                                      # also rejects NaN/Inf
+    if min_max_only:
         return _tensor_params(float(lo.min(initial=0.0)), float(hi.max(initial=0.0)), cfg.bits)
     if cfg.clip != "none" or cfg.quantizer == "ecsq":
         xv = to_host(xv)

@@ -21,8 +21,7 @@ NAME = "reference"
 def minmax(xv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-channel min and max of the (outer, C, inner) view; rejects NaN and Inf."""
     if not np.all(np.isfinite(xv)):
-        raise InputError("the tensor contains NaN or Inf; the codec encodes finite values only "
-                         "(check the head model's output, or clamp with np.nan_to_num)")
+        raise InputError(InputError.NON_FINITE)
     if xv.size == 0:
         return np.zeros(xv.shape[1]), np.zeros(xv.shape[1])
     return xv.min(axis=(0, 2)).astype(np.float64), xv.max(axis=(0, 2)).astype(np.float64)

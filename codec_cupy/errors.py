@@ -47,6 +47,9 @@ class ConfigError(CodecError, ValueError):
 class InputError(CodecError, ValueError):
     """The tensor given to the encoder cannot be encoded as it is."""
 
+    NON_FINITE = ("the tensor contains NaN or Inf; the codec encodes finite values only "
+                  "(check the head model's output, or clamp with np.nan_to_num)")
+
 
 class EngineUnavailableError(CodecError, RuntimeError):
     """The requested engine is not installed here (or has no device)."""

@@ -57,3 +57,24 @@ def test_marginal_histograms_equal_direct_counts(bits, length):
         direct = np.zeros_like(hist)
         _cpu._histogram(q, coded, zsym, bits, k, direct, np.arange(channels, dtype=np.int64))
         assert np.array_equal(hist, direct)
+
+
+@pytest.mark.parametrize("values", [[-0.0, 0.0, 1.5], [0.0, -0.0], [-3.0, -1.0, -0.0], [2.0, 2.0], [-1e-38, 5e-39],
+                                    [-65504.0, 3.0, 1e30]])
+@pytest.mark.parametrize("bits", [1, 4, 8])
+def test_tensor_range_gives_the_reference_bytes(values, bits):
+    """Per-tensor parameters from the cpu engine's flat min/max equal the per-channel path's:
+    signed zeros, all-negative, constant, subnormal and huge ranges."""
+    x = np.resize(np.array(values, np.float32), (2, 3, 4))
+    cfg = cc.CodecConfig(bits=bits)
+    assert cc.encode(x, cfg, engine="cpu") == cc.encode(x, cfg, engine="reference")
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+def test_non_finite_rejected_on_both_range_paths(bad, granularity):
+    x = np.ones((1, 3, 5), np.float32)
+    x[0, 2, 4] = bad
+    for engine in ("cpu", "reference"):
+        with pytest.raises(cc.errors.InputError, match="NaN or Inf"):
+            cc.encode(x, cc.CodecConfig(bits=4, granularity=granularity), engine=engine)
