@@ -453,10 +453,10 @@ def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min
     its rank -> boundary map); ``tables``: the table counts to try. Pack: price candidates with
     ``tables[0]`` tables and keep the largest pack (candidates come in increasing k) whose cost is
     at most the least one plus ``pack_slack_ppm`` millionths of it: k times fewer rANS steps for
-    the encoder and the decoder are worth that much payload; then tables: more pay off less and less, stop at
-    the first loss; then, if ``walk_bits``, the precision walks down from ``first_bits``, then up,
-    while it pays. Each grouping's counts are extracted once and the precision walk rescales their
-    scaled floors instead of dividing again.
+    the encoder and the decoder are worth that much payload. Then tables: more pay off less and
+    less, stop at the first loss; then, if ``walk_bits``, the precision walks down from
+    ``first_bits``, then up, while it pays. Each grouping's counts are extracted once and the
+    precision walk rescales their scaled floors instead of dividing again.
     """
     t = tables[0]
     cost = np.int64(-1)
