@@ -261,18 +261,6 @@ def _take_surplus(counts, out, excess):
 
 
 @njit
-def table_cost(counts, freqs, prob_bits, log2q):
-    """Q16 bits of coding ``counts`` with ``freqs`` plus serializing ``freqs``."""
-    data = np.int64(0)
-    nq = np.int64(prob_bits) << Q
-    for a in range(counts.shape[0]):
-        if counts[a] > 0:
-            data += counts[a] * (nq - log2q[freqs[a]])
-    _, table_bits = best_order(freqs)
-    return data + (np.int64(table_bits) << Q)
-
-
-@njit
 def group_channels(order, ncoded, ntables, channels):
     """Table of each channel: coded channels by rank (``order``) split into ``ntables`` equal groups."""
     tmap = np.zeros(channels, np.int64)
@@ -401,8 +389,9 @@ def _rescale(q, rem, off, tot, up):
 @njit
 def _price(cnt, off, tot, q, rem, prob_bits, alphabet, log2q, f):
     """Q16 bits of coding the groups with their normalized tables plus serializing the tables; the
-    frequencies go to ``f`` (flat, like ``cnt``). The same numbers as ``normalize_freqs`` +
-    ``table_cost`` per group, on the present symbols only. An empty group's table is (M, 0, ...)."""
+    frequencies go to ``f`` (flat, like ``cnt``). Per group: ``normalize_freqs``, the sum of
+    count * log2(M / f), and ``best_order``'s table length, computed on the present symbols only.
+    An empty group's table is (M, 0, ...)."""
     nq = np.int64(prob_bits) << Q
     scratch = np.empty(2 * alphabet + 1, np.int64)
     cost = np.int64(0)

@@ -35,15 +35,6 @@ def max_tables_bytes(ntables: int, alphabet: int) -> int:
     return (ntables * (4 + alphabet * MAX_CODE_BITS) + 7) // 8 + 8
 
 
-@njit
-def eg_length(value, order):
-    u = (value >> order) + 1
-    z = 0
-    while (u >> (z + 1)) != 0:
-        z += 1
-    return 2 * z + 1 + order
-
-
 # BITLEN[v] = number of bits of v (0 for 0), for v <= 2**16: an Exp-Golomb length in one lookup.
 # Valid frequencies are <= 2**15 and orders <= 15, so v + 2**g <= 2**16 stays inside the table;
 # larger values (tests serialize invalid tables on purpose) take the loop in ``_bitlen``.
@@ -64,22 +55,9 @@ def _bitlen(v):
 
 
 @njit
-def order_bits(freqs_row, g):
-    """Bits of one serialized table with Exp-Golomb order g (the 4-bit order field included).
-
-    With u = (v >> g) + 1 = (v + 2**g) >> g, the code length 2*z + 1 + g (z = bitlen(u) - 1) is
-    2*bitlen(v + 2**g) - 1 - g: one table lookup per frequency instead of a loop over z.
-    """
-    total = np.int64(4)
-    step = np.int64(1) << g
-    for v in freqs_row:
-        total += 2 * _bitlen(np.int64(v) + step)
-    return total - freqs_row.shape[0] * (1 + g)
-
-
-@njit
 def best_order(freqs_row):
-    """The Exp-Golomb order g in 0..15 that codes this table in the fewest bits (``order_bits``).
+    """The Exp-Golomb order g in 0..15 that codes this table in the fewest bits (4-bit order field
+    included; each frequency v costs 2 * bitlen(v + 2**g) - 1 - g bits, FORMAT.md section 4).
 
     The length is close to convex in g, so the search stops at the first increase (ties keep the
     smaller g). Encoder policy only: any g is valid in a stream.

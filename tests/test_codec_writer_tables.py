@@ -3,7 +3,13 @@
 import numpy as np
 
 from codec_cupy._crc32c import crc32c, crc32c_reference
-from codec_cupy._tablecodec import best_order, order_bits, write_tables
+from codec_cupy._tablecodec import best_order, write_tables
+
+
+def order_bits(row, g):
+    """Bits of one serialized table at Exp-Golomb order g: the 4-bit order field plus each code's
+    z zeros, marker, z low bits of u = (v >> g) + 1 and g remainder bits."""
+    return 4 + sum(2 * (((int(v) >> g) + 1).bit_length() - 1) + 1 + g for v in row)
 
 
 def _plain_order(row):
