@@ -134,9 +134,10 @@ def write(h: Header, streams: np.ndarray) -> bytes:
             NO_AXIS if h.axis is None else h.axis)
     if h.levels is not None:                     # (words, first byte of each written, zero point width)
         quant = (np.asarray(h.levels, np.float32).view(np.uint32), 0, 0)
-    elif h.per_channel:
+    elif h.per_channel:                          # bf16 scales: the high half of each float32 word
         quant = (np.asarray(h.scale, np.float32).view(np.uint32), 2, h.bits)
-        _bf16_bits(h.scale)                      # raises if a scale does not fit bf16
+        if np.any(quant[0] & 0xFFFF):
+            raise ValueError("per-channel scales must be bf16-representable (low 16 bits zero)")
     else:
         quant = (np.asarray(h.scale, np.float32).view(np.uint32), 0, 8)
     mask = _NO_MASK if h.zero_mask is None else np.asarray(h.zero_mask, bool).view(np.uint8)
@@ -208,13 +209,6 @@ def unpack_fields(raw: memoryview, count: int, width: int, what: str) -> np.ndar
         raise HeaderError(f"{what}: nonzero padding bits at the end of a bit-packed block")
     fields = bits[:count * width].reshape(count, width).astype(np.int64)
     return fields @ (np.int64(1) << np.arange(width, dtype=np.int64))
-
-
-def _bf16_bits(scale: np.ndarray) -> np.ndarray:
-    u = np.asarray(scale, np.float32).view(np.uint32)
-    if np.any(u & 0xFFFF):
-        raise ValueError("per-channel scales must be bf16-representable (low 16 bits zero)")
-    return (u >> 16).astype(np.uint16)
 
 
 # --------------------------------------------------------------------------------------------

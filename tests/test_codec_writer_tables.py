@@ -1,7 +1,12 @@
 """The fast table writer and order search against their plain definitions (FORMAT.md section 4)."""
 
-import numpy as np
+import dataclasses
 
+import numpy as np
+import pytest
+
+import codec_cupy as cc
+from codec_cupy import _container
 from codec_cupy._crc32c import crc32c, crc32c_reference
 from codec_cupy._tablecodec import best_order, write_tables
 
@@ -50,3 +55,14 @@ def test_crc32c_continues():
     data = bytes(range(256)) * 3
     assert crc32c(data[100:], crc32c(data[:100])) == crc32c(data)
     assert crc32c_reference(data[7:], crc32c_reference(data[:7])) == crc32c_reference(data)
+
+
+def test_writer_refuses_per_channel_scales_that_are_not_bf16():
+    """Per-channel scales travel as bf16 (the high half of each float32); one with low bits set
+    would be silently truncated, so the writer refuses it."""
+    x = np.random.default_rng(0).standard_normal((1, 3, 4)).astype(np.float32)
+    h = _container.parse(cc.encode(x, cc.CodecConfig(bits=4, granularity="channel")))
+    assert _container.write(h, np.zeros(0, np.uint8))[:4] == b"SPWC"         # bf16 scales: accepted
+    bad = dataclasses.replace(h, scale=np.array([1.1, 1.0, 2.0], np.float32))
+    with pytest.raises(ValueError, match="bf16"):
+        _container.write(bad, np.zeros(0, np.uint8))
