@@ -18,6 +18,7 @@ from .errors import InputError
 
 PROB_BITS_FIRST = 12
 PROB_BITS_LAST = 14                   # larger tables cost more than they save here
+_MASK_CHECK = 0.01                    # try the blob without the zero mask where the mask is >= 1 % of it
 
 
 def check_input(x) -> np.dtype:
@@ -115,14 +116,29 @@ def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asar
     length = outer * inner
     zero, coded = _zero_channels(np.asarray(nonzero), length, cfg.sparse)
     use_mask = cfg.sparse == "on" or (cfg.sparse == "auto" and coded.size < channels)
-    ncoded = int(coded.size) if length else 0
+    blob = _encode_symbols(engine, q, coded, length, zero if use_mask else None, zsym, absdev, params,
+                           dtype, tuple(x32.shape), axis, cfg)
+    if cfg.sparse == "auto" and use_mask and _MASK_CHECK * len(blob) <= zero.size / 8:
+        # The mask costs C/8 bytes however few channels it drops; coding those channels' zeros
+        # can be cheaper (small feature maps with many channels). Dropping the mask can save at
+        # most its own bytes, so the second try is only paid where it can matter.
+        unmasked = _encode_symbols(engine, q, np.arange(channels, dtype=np.int64), length, None, zsym,
+                                   absdev, params, dtype, tuple(x32.shape), axis, cfg)
+        if len(unmasked) < len(blob):
+            blob = unmasked
+    return blob
 
+
+def _encode_symbols(engine, q, coded, length: int, zero_mask, zsym, absdev, params, dtype, shape, axis,
+                    cfg: CodecConfig) -> bytes:
+    """Plan, entropy-code and frame the quantized symbols of the ``coded`` channels."""
+    ncoded = int(coded.size) if length else 0
     k, tmap, freqs, prob_bits, nstreams, packed = _plan(engine, q, coded, ncoded, zsym, absdev, cfg)
     streams, nwords = engine.rans_encode(packed, tmap[coded], freqs, prob_bits, nstreams)
     header = _container.Header(
-        dtype=dtype, bits=cfg.bits, shape=tuple(x32.shape), axis=axis,
+        dtype=dtype, bits=cfg.bits, shape=shape, axis=axis,
         scale=params.scale, zero_point=params.zero_point if params.levels is None else zsym[:1],
-        levels=params.levels, zero_mask=zero if use_mask else None, pack=k, prob_bits=prob_bits,
+        levels=params.levels, zero_mask=zero_mask, pack=k, prob_bits=prob_bits,
         table_map=tmap.astype(np.uint8), freqs=freqs, nwords=nwords,
         per_channel=cfg.granularity == "channel")
     return _container.write(header, streams)

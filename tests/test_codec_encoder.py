@@ -78,3 +78,24 @@ def test_non_finite_rejected_on_both_range_paths(bad, granularity):
     for engine in ("cpu", "reference"):
         with pytest.raises(cc.errors.InputError, match="NaN or Inf"):
             cc.encode(x, cc.CodecConfig(bits=4, granularity=granularity), engine=engine)
+
+
+@pytest.mark.parametrize("shape, zero_channels", [((1, 256, 2, 2), (5, 77, 200)), ((1, 64, 4, 4), range(0, 64, 3)),
+                                                  ((1, 16, 7, 9), (3, 11)), ((2, 40, 1, 1), (1, 2, 3))])
+@pytest.mark.parametrize("bits", [1, 4])
+def test_auto_mask_never_loses_to_sparse_on_and_checks_off_where_the_mask_matters(rng, shape, zero_channels, bits):
+    x = relu_features(rng, shape, zero_channels)
+    size = {sparse: len(cc.encode(x, cc.CodecConfig(bits=bits, sparse=sparse))) for sparse in ("auto", "on", "off")}
+    assert size["auto"] <= size["on"]
+    if shape[1] / 8 >= 0.01 * size["on"]:           # the mask is worth a second try: the smaller blob wins
+        assert size["auto"] == min(size["on"], size["off"])
+    blob = cc.encode(x, cc.CodecConfig(bits=bits))
+    assert np.array_equal(cc.decode(blob), cc.decode(cc.encode(x, cc.CodecConfig(bits=bits, sparse="on"))))
+    for engine in cc.available_engines():
+        assert cc.encode(x, cc.CodecConfig(bits=bits), engine=engine) == blob
+
+
+def test_auto_drops_the_mask_when_coding_few_zero_channels_is_cheaper(rng):
+    x = relu_features(rng, (1, 256, 4, 4), (9,))          # one zero channel: 32 mask bytes for 16 zeros
+    info = cc.inspect(cc.encode(x, cc.CodecConfig(bits=1)))
+    assert not info["plan"]["zero_mask"] and info["plan"]["zero_channels"] == 0
