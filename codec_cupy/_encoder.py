@@ -168,7 +168,7 @@ def _plan(engine, q, coded, ncoded, zsym, absdev, cfg: CodecConfig):
     first_bits = cfg.prob_bits if cfg.prob_bits != AUTO else PROB_BITS_FIRST
     ki, t, prob_bits, cost, tmap, freqs = _planner.plan(
         sums, row, order, ncoded, channels, tables, first_bits, cfg.prob_bits == AUTO,
-        _container.MIN_PROB_BITS, PROB_BITS_LAST, _planner.LOG2Q, int(round(cfg.pack_slack * 1e6)))
+        _container.MIN_PROB_BITS, PROB_BITS_LAST, _planner.LOG2Q, int(round(cfg.speed_slack * 1e6)))
     k, packed = ks[ki], hists[ki][1]
     groups = -(-q.shape[1] // k)
     fixed = 0 if cfg.streams == AUTO else cfg.streams

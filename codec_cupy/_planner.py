@@ -10,7 +10,7 @@ It is the "theoretical model" of the codec: for each candidate modeling it compu
 and keeps the cheapest. Candidates:
   * pack k: code k neighbouring symbols of a channel as one symbol of 2**(k*bits) values. This is
     joint (order-0 over k-tuples) modeling: it captures runs of ReLU zeros and local correlation,
-    and it divides the number of sequential rANS steps by k, so a larger k within ``pack_slack``
+    and it divides the number of sequential rANS steps by k, so a larger k within ``speed_slack``
     of the cheapest is preferred.
   * tables T: channels ranked by their mean |q - zero| and split into T equal groups, each with its
     own frequency table ("a few tables for channel groups").
@@ -433,18 +433,25 @@ def _map_bits(channels, ntables):
     return np.int64(channels * width) << Q
 
 
+@njit(inline="always")
+def _slack(cost, ppm):
+    """``ppm`` millionths of a Q16 cost, in whole bits (Q16)."""
+    return (cost >> Q) * ppm // 1_000_000 << Q
+
+
 @njit
 def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, log2q,
-         pack_slack_ppm=0):
+         speed_slack_ppm=0):
     """The planner's whole search in one call: (pack index, tables, prob_bits, cost, table map, freqs).
 
     ``hists``: per pack candidate, the histograms summed over each segment of ``segments`` (``row``
     its rank -> boundary map); ``tables``: the table counts to try. Pack: price candidates with
     ``tables[0]`` tables and keep the largest pack (candidates come in increasing k) whose cost is
-    at most the least one plus ``pack_slack_ppm`` millionths of it: k times fewer rANS steps for
+    at most the least one plus ``speed_slack_ppm`` millionths of it: k times fewer rANS steps for
     the encoder and the decoder are worth that much payload. Then tables: more pay off less and
     less, stop at the first loss; then, if ``walk_bits``, the precision walks down from
-    ``first_bits``, then up, while it pays. Each grouping's counts are extracted once and the
+    ``first_bits`` while it pays, else up while each step saves more than ``speed_slack_ppm``
+    millionths of the cost (a bit more doubles the decoder's tables). Each grouping's counts are extracted once and the
     precision walk rescales their scaled floors instead of dividing again.
     """
     t = tables[0]
@@ -458,7 +465,7 @@ def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min
         c = _price(g[1], g[2], g[3], g[4], g[5], first_bits, p.shape[1], log2q, f) + _map_bits(channels, t)
         if least < 0 or c < least:
             least = c
-        if cost < 0 or c <= least + ((least >> Q) * pack_slack_ppm // 1_000_000 << Q):
+        if cost < 0 or c <= least + _slack(least, speed_slack_ppm):
             cost, best_i, prefix, grp, freqs = c, i, p, g, f
     alphabet = prefix.shape[1]
     for j in range(1, tables.shape[0]):
@@ -479,7 +486,7 @@ def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min
                 _rescale(q, rem, off, tot, direction > 0)
                 f = np.empty_like(cnt)
                 c = _price(cnt, off, tot, q, rem, n, alphabet, log2q, f) + _map_bits(channels, t)
-                if c >= cost:
+                if c >= cost or (direction > 0 and c + _slack(cost, speed_slack_ppm) >= cost):
                     break
                 cost, freqs, prob_bits = c, f, n
                 n += direction

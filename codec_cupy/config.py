@@ -39,9 +39,11 @@ class CodecConfig:
     Entropy modeling ("auto" lets the planner choose from the symbol statistics)
       sparse       zero-channel mask: "auto", "on", "off".
       pack         symbols per packed symbol (k with k * bits <= 8), or "auto".
-      pack_slack   for pack="auto": how much larger (a fraction of the cheapest candidate's cost)
-                   a larger pack may be and still be chosen; k times fewer rANS steps make encode
-                   and decode faster. 0 = the smallest candidate (ties to the larger pack).
+      speed_slack  how much size (a fraction of the cheapest candidate's cost) the planner gives up
+                   for speed: with pack="auto" a larger pack within it is chosen (k times fewer
+                   rANS steps), with prob_bits="auto" a precision above 12 must save more than it
+                   (each bit doubles the decoder's tables; above 12 their entries double too).
+                   0 = the smallest candidate (ties to the larger pack).
       tables       number of frequency tables for channel groups, 1..16, or "auto".
       prob_bits    probability precision n (tables sum to 2**n), 8..15, or "auto".
       streams      number of independent rANS streams, >= 1, or "auto".
@@ -62,7 +64,7 @@ class CodecConfig:
     prob_bits: Union[int, Literal["auto"]] = AUTO
     streams: Union[int, Literal["auto"]] = AUTO
     stream_overhead: float = 0.004
-    pack_slack: float = 0.005
+    speed_slack: float = 0.005
 
     def __post_init__(self) -> None:
         _check_int("bits", self.bits, 1, 8)
@@ -82,8 +84,8 @@ class CodecConfig:
             raise ConfigError(f"CodecConfig.ecsq_lambda={self.ecsq_lambda!r} must be a finite number >= 0")
         if not (isinstance(self.stream_overhead, (int, float)) and 0.0 < float(self.stream_overhead) <= 1.0):
             raise ConfigError(f"CodecConfig.stream_overhead={self.stream_overhead!r} must be in (0, 1]")
-        if not (isinstance(self.pack_slack, (int, float)) and 0.0 <= float(self.pack_slack) <= 1.0):
-            raise ConfigError(f"CodecConfig.pack_slack={self.pack_slack!r} must be in [0, 1]")
+        if not (isinstance(self.speed_slack, (int, float)) and 0.0 <= float(self.speed_slack) <= 1.0):
+            raise ConfigError(f"CodecConfig.speed_slack={self.speed_slack!r} must be in [0, 1]")
         if self.pack != AUTO:
             _check_int("pack", self.pack, 1, 8)
             if self.pack * self.bits > 8:

@@ -14,7 +14,7 @@ from conftest import relu_features
     dict(quantizer="lloyd"), dict(sparse="yes"), dict(pack=3, bits=4), dict(pack=0), dict(tables=17),
     dict(prob_bits=7), dict(prob_bits=16), dict(streams=0), dict(percentile=30), dict(ecsq_lambda=-1),
     dict(granularity="channel", axis=None), dict(quantizer="ecsq", granularity="channel"),
-    dict(stream_overhead=0), dict(pack_slack=-0.01), dict(pack_slack=1.5), dict(pack_slack="auto"),
+    dict(stream_overhead=0), dict(speed_slack=-0.01), dict(speed_slack=1.5), dict(speed_slack="auto"),
 ])
 def test_config_rejects_invalid_values(kw):
     with pytest.raises(cc.ConfigError):
