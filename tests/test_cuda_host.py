@@ -586,3 +586,16 @@ def test_device_encode_pipeline_mirrors_encoder(emu, cfg):
         config = cc.CodecConfig(bits=bits, **cfg)
         for xx in (x, x.astype(np.float16)):
             assert _cuda.encode_on(emu, xx, config) == cc.encode(xx, config, engine="reference")
+
+
+@pytest.mark.parametrize("bits", [1, 4])
+def test_device_encode_drops_the_mask_where_the_reference_does(emu, engine, bits):
+    """Many small channels, one all zero: the encoder's second try without the zero mask wins, on
+    the device pipeline and the host engine alike."""
+    x = np.abs(np.random.default_rng(bits).laplace(size=(1, 256, 4, 4))).astype(np.float32)
+    x[:, 9] = 0
+    config = cc.CodecConfig(bits=bits)
+    blob = cc.encode(x, config, engine="reference")
+    assert not cc.inspect(blob)["plan"]["zero_mask"]
+    assert _cuda.encode_on(emu, x, config) == blob
+    check_encode(engine, x, config)
