@@ -118,7 +118,7 @@ def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asar
     use_mask = cfg.sparse == "on" or (cfg.sparse == "auto" and coded.size < channels)
     blob = _encode_symbols(engine, q, coded, length, zero if use_mask else None, zsym, absdev, params,
                            dtype, tuple(x32.shape), axis, cfg)
-    if cfg.sparse == "auto" and use_mask and _MASK_CHECK * len(blob) <= zero.size / 8:
+    if cfg.sparse == "auto" and use_mask and _MASK_CHECK * len(blob) <= (channels + 7) // 8:
         # The mask costs C/8 bytes however few channels it drops; coding those channels' zeros
         # can be cheaper (small feature maps with many channels). Dropping the mask can save at
         # most its own bytes, so the second try is only paid where it can matter.

@@ -451,8 +451,8 @@ def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min
     the encoder and the decoder are worth that much payload. Then tables: more pay off less and
     less, stop at the first loss; then, if ``walk_bits``, the precision walks down from
     ``first_bits`` while it pays, else up while each step saves more than ``speed_slack_ppm``
-    millionths of the cost (a bit more doubles the decoder's tables). Each grouping's counts are extracted once and the
-    precision walk rescales their scaled floors instead of dividing again.
+    millionths of the cost (a bit more doubles the decoder's tables). Each grouping's counts are
+    extracted once and the precision walk rescales their scaled floors instead of dividing again.
     """
     t = tables[0]
     cost = np.int64(-1)

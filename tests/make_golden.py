@@ -24,7 +24,8 @@ def cases():
     yield "relu_b4_default", relu_features(rng, (1, 24, 6, 5)), dict(bits=4)
     yield "signed_b8_channel", signed_features(rng, (2, 8, 5, 3)), dict(bits=8, granularity="channel")
     yield "relu_b3_ecsq", relu_features(rng, (1, 12, 4, 4)), dict(bits=3, quantizer="ecsq", sparse="on")
-    yield "relu_b2_pack4_streams", relu_features(rng, (2, 10, 3, 7)), dict(bits=2, pack=4, tables=2, streams=5)
+    yield "relu_b2_pack4_streams", relu_features(rng, (2, 10, 3, 7)), dict(bits=2, pack=4, tables=2, streams=5,
+                                                                                    sparse="on")
     yield "signed_f16_b6_mse", signed_features(rng, (3, 4, 9)).astype(np.float16), dict(bits=6, clip="mse")
     yield "vector_b1", rng.standard_normal(50).astype(np.float32), dict(bits=1, axis=None, prob_bits=9)
     yield "zeros_b8", np.zeros((1, 4, 2, 2), np.float32), dict(bits=8)
