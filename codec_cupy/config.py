@@ -37,7 +37,8 @@ class CodecConfig:
       ecsq_lambda  rate weight of the ECSQ design, in units of squared uniform step size.
 
     Entropy modeling ("auto" lets the planner choose from the symbol statistics)
-      sparse       zero-channel mask: "auto", "on", "off".
+      sparse       zero-channel mask: "auto", "on", "off". "auto" drops it where coding the zero
+                   channels is smaller (checked where the mask is at least 1 % of the blob).
       pack         symbols per packed symbol (k with k * bits <= 8), or "auto".
       speed_slack  how much size (a fraction of the cheapest candidate's cost) the planner gives up
                    for speed: with pack="auto" a larger pack within it is chosen (k times fewer
