@@ -107,7 +107,8 @@ def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asar
     axis = channel_axis(cfg.axis, x32.ndim)
     if axis is None and cfg.granularity == "channel":
         cfg = cfg.replace(granularity="tensor")       # no channel axis (a vector): one range, as documented
-    outer, channels, inner = view3(tuple(x32.shape), axis)
+    shape = tuple(x32.shape)
+    outer, channels, inner = view3(shape, axis)
     xv = x32.reshape(outer, channels, inner)
     params = choose_params(engine, xv, cfg, to_host)
     zsym = params.zero_symbols(channels)
@@ -117,13 +118,13 @@ def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asar
     zero, coded = _zero_channels(np.asarray(nonzero), length, cfg.sparse)
     use_mask = cfg.sparse == "on" or (cfg.sparse == "auto" and coded.size < channels)
     blob = _encode_symbols(engine, q, coded, length, zero if use_mask else None, zsym, absdev, params,
-                           dtype, tuple(x32.shape), axis, cfg)
+                           dtype, shape, axis, cfg)
     if cfg.sparse == "auto" and use_mask and _MASK_CHECK * len(blob) <= (channels + 7) // 8:
-        # The mask costs C/8 bytes however few channels it drops; coding those channels' zeros
+        # The mask costs ceil(C/8) bytes however few channels it drops; coding those channels' zeros
         # can be cheaper (small feature maps with many channels). Dropping the mask can save at
         # most its own bytes, so the second try is only paid where it can matter.
         unmasked = _encode_symbols(engine, q, np.arange(channels, dtype=np.int64), length, None, zsym,
-                                   absdev, params, dtype, tuple(x32.shape), axis, cfg)
+                                   absdev, params, dtype, shape, axis, cfg)
         if len(unmasked) < len(blob):
             blob = unmasked
     return blob
