@@ -25,6 +25,8 @@ engine calls these same functions, so every engine makes the same choices.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 from ._jit import njit
@@ -236,9 +238,148 @@ def _sift_down(heap, size, i, counts, out):
         i = child
 
 
+SURPLUS_HEAP_BELOW = 16                   # ``_take_surplus``: fewer units are cheaper by the heap
+GIVE_BACK_MAX = 16                        # ``_take_surplus``: more steps above the threshold -> heap
+
+
 @njit
 def _take_surplus(counts, out, excess):
-    """Take ``excess`` units, one at a time, from the symbol (with f > 1) whose cost rises least.
+    """Take ``excess`` units, one at a time, from the symbol (with f > 1) whose cost rises least:
+    the result of ``_take_surplus_heap``, found without a heap (its compares mispredict).
+
+    Taking the j-th unit of symbol a has the key c / (2 (f - j) - 1), rising with j, so the greedy
+    takes the ``excess`` smallest steps in the order (key, symbol). Those are the steps with a key at
+    or below some threshold theta, minus the largest few above ``excess``: a float search (the
+    count of steps below a threshold is a vectorizable sum) finds a theta with a few more steps than
+    ``excess`` below it; the count is then made exact with theta rounded to a 36-bit mantissa, so
+    theta * d is exact in float64 (d = 2f - 1 < 2**16); the surplus steps are given back largest
+    first (ties: larger symbol). The heap takes over for a few units, and where the search lands
+    outside that window.
+    """
+    if excess < SURPLUS_HEAP_BELOW:
+        _take_surplus_heap(counts, out, excess)
+        return
+    n = counts.shape[0]
+    cf = np.empty(n, np.float64)
+    fh = np.empty(n, np.float64)
+    fm = np.empty(n, np.float64)
+    ctot = np.int64(0)
+    ftot = np.int64(0)
+    for a in range(n):
+        cf[a] = counts[a]                          # exact: c * (2f - 1) < 2**63 (``_cheaper``)
+        fh[a] = out[a] + 0.5
+        fm[a] = out[a] - 1.0
+        ctot += counts[a]
+        ftot += out[a]
+    lo = _steps_threshold(cf, fh, fm, np.float64(excess), np.float64(ftot - excess) / np.float64(ctot))
+    if not 0.0 < lo < np.inf:
+        _take_surplus_heap(counts, out, excess)
+        return
+    mant, ex = math.frexp(0.5 / lo)
+    theta = math.ldexp(np.floor(mant * 68719476736.0), ex - 36)   # 36-bit mantissa
+    inv = 1.0 / theta
+    take = np.empty(n, np.int64)
+    total = np.int64(0)
+    for a in range(n):
+        c = cf[a]
+        d = np.int64(min(np.ceil(c * inv), 1e17))
+        d += 1 - (d & 1)                           # about the least odd d with c / d <= theta ...
+        d += 2 * np.int64(theta * np.float64(d) < c)
+        d -= 2 * np.int64(theta * np.float64(d - 2) >= c)   # ... exactly (the estimate is within 2)
+        k = max(np.int64(0), out[a] + 1 - ((max(d, np.int64(3)) + 1) >> 1))    # d = 2f' - 1 >= 3
+        take[a] = k
+        total += k
+    back = total - excess
+    if back < 0 or back > GIVE_BACK_MAX:
+        _take_surplus_heap(counts, out, excess)
+        return
+    touched = np.empty(n, np.int64)
+    nt = 0
+    for a in range(n):
+        out[a] -= take[a]
+        touched[nt] = a
+        nt += take[a] > 0
+    for _ in range(back):                  # give back the largest taken step (ties: larger symbol)
+        best = touched[0]
+        for i in range(1, nt):
+            a = touched[i]
+            if take[a] > 0 and (take[best] == 0
+                                or counts[a] * (2 * out[best] + 1) >= counts[best] * (2 * out[a] + 1)):
+                best = a
+        out[best] += 1
+        take[best] -= 1
+
+
+@njit
+def _steps_below(cf, fh, fm, mu):
+    """About how many steps have a key <= 1 / (2 mu): per symbol clamp(floor(f + 1/2 - c mu), 0,
+    f - 1), summed in float64 (exact for integers) over four accumulators so it vectorizes."""
+    s0 = s1 = s2 = s3 = 0.0
+    n = cf.shape[0]
+    i = 0
+    while i + 4 <= n:
+        s0 += min(max(np.floor(fh[i] - cf[i] * mu), 0.0), fm[i])
+        s1 += min(max(np.floor(fh[i + 1] - cf[i + 1] * mu), 0.0), fm[i + 1])
+        s2 += min(max(np.floor(fh[i + 2] - cf[i + 2] * mu), 0.0), fm[i + 2])
+        s3 += min(max(np.floor(fh[i + 3] - cf[i + 3] * mu), 0.0), fm[i + 3])
+        i += 4
+    while i < n:
+        s0 += min(max(np.floor(fh[i] - cf[i] * mu), 0.0), fm[i])
+        i += 1
+    return (s0 + s1) + (s2 + s3)
+
+
+@njit
+def _steps_threshold(cf, fh, fm, m, mu):
+    """A mu with m <= ``_steps_below`` <= m + 4 if the search finds one, else the bracket's lower
+    end (still >= m steps); 0 or inf if the bracket cannot be found. Starts at mu = M / total (the
+    keys level out near total / 2M), brackets by growing steps, then regula falsi (Illinois)."""
+    step = 1.0 / 64.0
+    s = _steps_below(cf, fh, fm, mu)
+    lo, slo, hi, shi = mu, s, mu, s
+    for _ in range(64):
+        if s >= m:
+            lo, slo = hi, s
+            hi = lo * (1.0 + step)
+            s = shi = _steps_below(cf, fh, fm, hi)
+            if s < m:
+                break
+        else:
+            hi, shi = lo, s
+            lo = hi / (1.0 + step)
+            s = slo = _steps_below(cf, fh, fm, lo)
+            if s >= m:
+                break
+        step *= 4.0
+    else:
+        return 0.0
+    side = 0
+    for _ in range(64):
+        if slo <= m + 4:
+            break
+        mid = lo + (hi - lo) * (slo - m + 0.5) / (slo - shi)
+        if not lo < mid < hi:
+            mid = 0.5 * (lo + hi)
+            if not lo < mid < hi:
+                break
+        s = _steps_below(cf, fh, fm, mid)
+        if s >= m:
+            lo, slo = mid, s
+            if side == 1:                  # Illinois: halve the far side's weight when one side stays
+                shi = m + 0.5 * (shi - m)
+            side = 1
+        else:
+            hi, shi = mid, s
+            if side == -1:
+                slo = m + 0.5 * (slo - m)
+            side = -1
+    return lo
+
+
+@njit
+def _take_surplus_heap(counts, out, excess):
+    """``_take_surplus`` by its definition: ``excess`` units, one at a time, from the symbol (with
+    f > 1) whose cost rises least.
 
     A binary heap ordered by ``_cheaper`` gives the same sequence of choices as scanning every
     symbol at each step (the minimum is unique: ties go to the smaller symbol), in log(A) per unit.

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 from codec_cupy import _cpu, _planner
 from codec_cupy._tablecodec import best_order
@@ -167,6 +168,94 @@ def test_normalize_matches_definition(prob_bits):
             out = np.empty(alphabet, np.int64)
             _planner.normalize_freqs(counts.astype(np.int64), prob_bits, out)
             assert list(out) == _normalize(counts, prob_bits)
+
+
+def _greedy_surplus(counts, f, excess):
+    """The surplus rule of ``_normalize`` alone: one unit at a time from the least c / (f - 1/2)."""
+    f = [int(v) for v in f]
+    for _ in range(excess):
+        best = None
+        for a, c in enumerate(counts):
+            if f[a] > 1 and (best is None or int(c) * (2 * f[best] - 1) < int(counts[best]) * (2 * f[a] - 1)):
+                best = a
+        f[best] -= 1
+    return f
+
+
+def _surplus_cases(rng, n):
+    """(counts, f, excess) as ``_round_and_fill`` hands them over: largest-remainder rounding, the
+    symbols that floored to 0 raised to 1; skewed, flat, tied and huge counts."""
+    for i in range(n):
+        alphabet = int(rng.choice([2, 5, 16, 64, 256]))
+        kind = i % 5
+        if kind == 0:
+            counts = rng.geometric(rng.uniform(0.005, 0.5), alphabet)
+        elif kind == 1:
+            counts = rng.integers(1, 4, alphabet)                       # many equal keys
+        elif kind == 2:
+            counts = rng.geometric(rng.uniform(0.01, 0.5), alphabet) * int(rng.integers(1, 10**6))
+        elif kind == 3:
+            counts = rng.choice([1, 2, 3, 1000, 5000], alphabet)
+        else:
+            counts = rng.geometric(0.05, alphabet) << 30                # products near 2**53 and above
+        counts = counts.astype(np.int64)
+        prob_bits = int(rng.integers(max(1, (alphabet - 1).bit_length()), 16))
+        out = np.empty(alphabet, np.int64)
+        rem = np.empty(alphabet, np.int64)
+        total = int(counts.sum())
+        _planner._scaled_floor(counts, total, prob_bits, out, rem)
+        short = (1 << prob_bits) - int(out.sum())
+        if short > 0:
+            _planner._add_largest(rem, total, short, out, np.empty(2 * alphabet + 1, np.int64))
+        excess = int((out == 0).sum())
+        out[out == 0] = 1
+        if excess:
+            yield counts, out, excess
+
+
+def test_take_surplus_is_the_greedy():
+    """The threshold search takes the units the one-at-a-time definition takes, and on these tables
+    both of its ways run: the threshold (with units given back) and the heap it falls back to."""
+    rng = np.random.default_rng(11)
+    heap_calls, large = [], 0
+    fast = _planner._take_surplus.py_func          # plain Python: the fallback can be counted
+    heap = _planner._take_surplus_heap
+    for counts, f, excess in _surplus_cases(rng, 1500):
+        large += excess >= _planner.SURPLUS_HEAP_BELOW
+        want = _greedy_surplus(counts, f, excess) if counts.size <= 64 else None
+        got = f.copy()
+        _planner._take_surplus(counts, got, excess)
+        ref = f.copy()
+        heap(counts, ref, excess)
+        assert list(got) == list(ref)
+        if want is not None:
+            assert list(got) == want
+        py = f.copy()
+        fast.__globals__["_take_surplus_heap"] = lambda c, o, e: (heap_calls.append(e), heap(c, o, e))
+        try:
+            fast(counts, py, excess)
+        finally:
+            fast.__globals__["_take_surplus_heap"] = heap
+        assert list(py) == list(ref)
+    fallbacks = sum(e >= _planner.SURPLUS_HEAP_BELOW for e in heap_calls)
+    assert 0 < fallbacks < 0.5 * large, (fallbacks, large)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.tuples(st.integers(1, 10**7), st.integers(1, 4000)), min_size=1, max_size=256),
+       st.floats(0.0, 1.0))
+def test_take_surplus_on_any_table(pairs, share):
+    """Any counts and frequencies (not only rounded ones), any surplus up to all that can go."""
+    counts = np.array([c for c, _ in pairs], np.int64)
+    f = np.array([v for _, v in pairs], np.int64)
+    room = int((f - 1).sum())
+    excess = max(1, int(share * room))
+    if room == 0:
+        return
+    got, ref = f.copy(), f.copy()
+    _planner._take_surplus(counts, got, excess)
+    _planner._take_surplus_heap(counts, ref, excess)
+    assert np.array_equal(got, ref)
 
 
 def test_single_table_fixed_grouping():
