@@ -60,22 +60,24 @@ def _key_to_float(key: np.ndarray) -> np.ndarray:
 
 @njit
 def _quantize_uniform(xv, scale, zero, qmax, q, nonzero, absdev):
-    """q = min(max(rint(x / s) + z, 0), qmax) in float32; branch-free so the loop vectorizes."""
+    """q = min(max(rint(x / s) + z, 0), qmax) in float32; branch-free so the loop vectorizes.
+
+    The channel's counts are a second pass over the row just written (in L1): with the int64 sums in
+    the same loop the float part ran 4 wide instead of 8 (the whole quantize took ~25 % longer)."""
     outer, channels, inner = xv.shape
     top = np.float32(qmax)
     for c in range(channels):
         s = scale[c]
-        z = np.int32(zero[c])
+        z = np.int64(zero[c])
         zf = np.float32(z)
         nz = np.int64(0)
         dev = np.int64(0)
         for o in range(outer):
             base = o * inner
             for i in range(inner):
-                t = min(max(np.rint(xv[o, c, i] / s) + zf, np.float32(0.0)), top)
-                v = np.int32(t)
-                q[c, base + i] = v
-                d = v - z
+                q[c, base + i] = np.int32(min(max(np.rint(xv[o, c, i] / s) + zf, np.float32(0.0)), top))
+            for i in range(inner):
+                d = np.int64(q[c, base + i]) - z
                 nz += d != 0
                 dev += abs(d)
         nonzero[c] = nz
