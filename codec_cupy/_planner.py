@@ -260,7 +260,7 @@ def _take_surplus(counts, out, excess):
         _take_surplus_heap(counts, out, excess)
         return
     n = counts.shape[0]
-    cf = np.empty(n, np.float64)
+    cf = np.empty(n, np.float64)                   # c, f + 1/2 and f - 1 for ``_steps_below``
     fh = np.empty(n, np.float64)
     fm = np.empty(n, np.float64)
     ctot = np.int64(0)
@@ -332,7 +332,7 @@ def _steps_below(cf, fh, fm, mu):
 @njit
 def _steps_threshold(cf, fh, fm, m, mu):
     """A mu with m <= ``_steps_below`` <= m + 4 if the search finds one, else the bracket's lower
-    end (still >= m steps); 0 or inf if the bracket cannot be found. Starts at mu = M / total (the
+    end (still >= m steps); 0 if no bracket is found in 64 steps. Starts at mu = M / total (the
     keys level out near total / 2M), brackets by growing steps, then regula falsi (Illinois)."""
     step = 1.0 / 64.0
     s = _steps_below(cf, fh, fm, mu)
