@@ -33,6 +33,29 @@ def test_encoder_reciprocal_quotient_is_exact(n):
         assert np.array_equal(q, x // f.astype(np.uint64))
 
 
+@pytest.mark.parametrize("k,bits", [(4, 1), (4, 2), (8, 1)])
+def test_gather_packs_every_symbol_combination(k, bits):
+    """The one-load, one-multiply packing (``_cpu.GATHER_*``) gives sum(q_u << bits * u) for all
+    2**(k*bits) symbol combinations: in rows of several lengths (so words are read at unaligned
+    addresses), next to the largest symbol (nothing leaks in), in symbol indices and histograms."""
+    combos = np.array(np.meshgrid(*[np.arange(1 << bits)] * k, indexing="ij")).reshape(k, -1).T
+    n = combos.shape[0]
+    coded, zeros = np.arange(n, dtype=np.int64), np.zeros(n, np.int64)
+    for extra in range(8):
+        length = k + extra
+        q = np.full((n, length), (1 << bits) - 1, np.uint8)
+        q[:, :k] = combos
+        padded = np.zeros((n, -(-length // k) * k), np.int64)        # padding: the zero symbol 0
+        padded[:, :length] = q
+        want = (padded.reshape(n, -1, k) << (bits * np.arange(k))).sum(axis=2)
+        sidx = np.empty(want.size, np.uint16)
+        _cpu._symbol_indices(q, length, coded, zeros, zeros, k, bits, sidx)
+        assert np.array_equal(sidx.reshape(want.shape), want)
+        hist = np.zeros((n, 1 << (k * bits)), np.int32)
+        _cpu._histogram(q, coded, zeros, bits, k, hist, coded)
+        assert np.array_equal(hist, np.array([np.bincount(w, minlength=1 << (k * bits)) for w in want]))
+
+
 @pytest.mark.parametrize("streams", [1, 2, 3, 4, 5, 6, 7, 8, 9, 13])
 def test_stream_groupings_decode(streams):
     """Groups of four lanes, groups with repeated lanes, a lone stream and a short last stream."""
