@@ -476,7 +476,7 @@ def _out_pos(c, e, rowlen, stride, plane, inner):
 L_X, L_R, L_POS, L_J, L_E, L_TB, L_VB, L_BAD, L_LEFT = 0, 1, 2, 3, 4, 5, 6, 7, 8
 LANE_ROWS = 9
 # Chunk kernels: pairs of float32 as one u64 store (k = 2), one float32 (k = 1), any k and stride.
-MODE_PAIRS, MODE_SINGLE, MODE_ANY = 0, 1, 2
+MODE_PAIRS, MODE_SINGLE, MODE_ANY, MODE_GROUPS = 0, 1, 2, 3
 
 
 @njit(inline="always")
@@ -512,18 +512,32 @@ def _lane_seek(lane, l, coded, tmap, m, vstride, k, length, rowlen, stride, plan
     lane[L_LEFT, l] = min(full - g, (rowlen - e % rowlen) // k) if g < full else 0
 
 
+@njit(inline="always")
+def _open_lanes(lane, dec, m, dst, shift):
+    """The four lanes' states, read positions, output views (dst from POS >> shift) and decode
+    tables, as scalars for a chunk kernel's loop."""
+    return (lane[L_X, 0], lane[L_X, 1], lane[L_X, 2], lane[L_X, 3],
+            lane[L_R, 0], lane[L_R, 1], lane[L_R, 2], lane[L_R, 3],
+            dst[lane[L_POS, 0] >> shift:], dst[lane[L_POS, 1] >> shift:],
+            dst[lane[L_POS, 2] >> shift:], dst[lane[L_POS, 3] >> shift:],
+            dec[lane[L_TB, 0]:lane[L_TB, 0] + m], dec[lane[L_TB, 1]:lane[L_TB, 1] + m],
+            dec[lane[L_TB, 2]:lane[L_TB, 2] + m], dec[lane[L_TB, 3]:lane[L_TB, 3] + m])
+
+
+@njit(inline="always")
+def _close_lanes(lane, x0, x1, x2, x3, r0, r1, r2, r3):
+    """Store a chunk kernel's lane states and read positions back (``_open_lanes``' inverse)."""
+    lane[L_X, 0], lane[L_X, 1], lane[L_X, 2], lane[L_X, 3] = x0, x1, x2, x3
+    lane[L_R, 0], lane[L_R, 1], lane[L_R, 2], lane[L_R, 3] = r0, r1, r2, r3
+
+
 @njit
 def _chunk_lut(lane, run, dec, m, lut, dst, shift, buf, n, sn, mask):
     """``run`` symbols on each lane with shared dequantization and output stride 1: what a symbol
     decodes to is one entry of ``lut``, stored at dst[POS >> shift + i]. k = 2: ``lut`` holds both
     float32 values of a packed symbol as one u64 and ``dst`` is the output seen as u64 (shift 1,
     positions are even); k = 1: the value row and the float32 output (shift 0)."""
-    x0, x1, x2, x3 = lane[L_X, 0], lane[L_X, 1], lane[L_X, 2], lane[L_X, 3]
-    r0, r1, r2, r3 = lane[L_R, 0], lane[L_R, 1], lane[L_R, 2], lane[L_R, 3]
-    o0, o1 = dst[lane[L_POS, 0] >> shift:], dst[lane[L_POS, 1] >> shift:]
-    o2, o3 = dst[lane[L_POS, 2] >> shift:], dst[lane[L_POS, 3] >> shift:]
-    t0, t1 = dec[lane[L_TB, 0]:lane[L_TB, 0] + m], dec[lane[L_TB, 1]:lane[L_TB, 1] + m]
-    t2, t3 = dec[lane[L_TB, 2]:lane[L_TB, 2] + m], dec[lane[L_TB, 3]:lane[L_TB, 3] + m]
+    x0, x1, x2, x3, r0, r1, r2, r3, o0, o1, o2, o3, t0, t1, t2, t3 = _open_lanes(lane, dec, m, dst, shift)
     for i in range(run):
         u = np.uint64(i)
         d0 = t0[np.uint64(x0 & mask)]
@@ -538,8 +552,35 @@ def _chunk_lut(lane, run, dec, m, lut, dst, shift, buf, n, sn, mask):
         x1, r1 = _dec_step(d1, x1, r1, buf, n, sn, mask)
         x2, r2 = _dec_step(d2, x2, r2, buf, n, sn, mask)
         x3, r3 = _dec_step(d3, x3, r3, buf, n, sn, mask)
-    lane[L_X, 0], lane[L_X, 1], lane[L_X, 2], lane[L_X, 3] = x0, x1, x2, x3
-    lane[L_R, 0], lane[L_R, 1], lane[L_R, 2], lane[L_R, 3] = r0, r1, r2, r3
+    _close_lanes(lane, x0, x1, x2, x3, r0, r1, r2, r3)
+
+
+@njit
+def _chunk_groups(lane, run, dec, m, table, w, dst, buf, n, sn, mask):
+    """``_chunk_lut`` for k = 4 and 8 (1-2 bits): a symbol's k float32 values are ``w`` = k / 2
+    u64 words of ``table`` (``_group_table``), copied to the output seen as u64 (positions are
+    even: rows of even length, groups of k)."""
+    x0, x1, x2, x3, r0, r1, r2, r3, o0, o1, o2, o3, t0, t1, t2, t3 = _open_lanes(lane, dec, m, dst, 1)
+    uw = np.uint64(w)
+    for i in range(run):
+        u = np.uint64(i) * uw
+        d0 = t0[np.uint64(x0 & mask)]
+        d1 = t1[np.uint64(x1 & mask)]
+        d2 = t2[np.uint64(x2 & mask)]
+        d3 = t3[np.uint64(x3 & mask)]
+        a0, a1 = np.uint64(d0 & 0xFF) * uw, np.uint64(d1 & 0xFF) * uw
+        a2, a3 = np.uint64(d2 & 0xFF) * uw, np.uint64(d3 & 0xFF) * uw
+        for v in range(w):
+            vv = np.uint64(v)
+            o0[u + vv] = table[a0 + vv]
+            o1[u + vv] = table[a1 + vv]
+            o2[u + vv] = table[a2 + vv]
+            o3[u + vv] = table[a3 + vv]
+        x0, r0 = _dec_step(d0, x0, r0, buf, n, sn, mask)
+        x1, r1 = _dec_step(d1, x1, r1, buf, n, sn, mask)
+        x2, r2 = _dec_step(d2, x2, r2, buf, n, sn, mask)
+        x3, r3 = _dec_step(d3, x3, r3, buf, n, sn, mask)
+    _close_lanes(lane, x0, x1, x2, x3, r0, r1, r2, r3)
 
 
 @njit
@@ -599,6 +640,8 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
     mode = MODE_ANY
     if k == 2 and vstride == 0 and stride == 1 and inner % 2 == 0:
         mode = MODE_PAIRS
+    elif (k == 4 or k == 8) and vstride == 0 and stride == 1 and inner % 2 == 0:
+        mode = MODE_GROUPS
     elif k == 1 and vstride == 0 and stride == 1:
         mode = MODE_SINGLE
     for l in range(LANES):
@@ -627,6 +670,8 @@ def _decode_lanes(buf, offsets, streams, first, count, groups, coded, tmap, dec,
             continue
         if mode == MODE_PAIRS:
             _chunk_lut(lane, run, dec, m, pairs, out64, 1, buf, n, sn, mask)
+        elif mode == MODE_GROUPS:
+            _chunk_groups(lane, run, dec, m, pairs, k >> 1, out64, buf, n, sn, mask)
         elif mode == MODE_SINGLE:
             _chunk_lut(lane, run, dec, m, values, out, 0, buf, n, sn, mask)
         else:
@@ -704,16 +749,17 @@ def _decode_one(buf, offsets, s, first, count, groups, coded, tmap, dec, prob_bi
 
 
 @njit
-def _pair_table(values, bits):
-    """(2**(2 * bits),) u64: both float32 values of each k = 2 packed symbol (low element first in
-    memory), from the shared dequantization row."""
-    nq = np.int64(1) << bits
-    pairs = np.empty(nq * nq, np.uint64)
-    f = pairs.view(np.float32)
-    for a in range(nq * nq):
-        f[2 * a] = values[a & (nq - 1)]
-        f[2 * a + 1] = values[a >> bits]
-    return pairs
+def _group_table(values, bits, k):
+    """(2**(k * bits) * k / 2,) u64: the k float32 values of each packed symbol (k = 2, 4 or 8; low
+    element first in memory) from the shared dequantization row: k / 2 u64 words per symbol."""
+    alphabet = np.int64(1) << (k * bits)
+    qm = (np.int64(1) << bits) - 1
+    table = np.empty(alphabet * k // 2, np.uint64)
+    f = table.view(np.float32)
+    for a in range(alphabet):
+        for u in range(k):
+            f[a * k + u] = values[(a >> (bits * u)) & qm]
+    return table
 
 
 @njit
@@ -726,7 +772,8 @@ def _decode_streams(buf, payload, nwords, per, total, groups, coded, tmap, freqs
     inside ``buf`` (a hostile stream never reads outside the blob) and a stream that needed
     words past its end is detected afterwards (``RP > end``); whatever it wrote lies inside ``out``.
     """
-    pairs = _pair_table(values, bits) if k == 2 and vstride == 0 else np.empty(0, np.uint64)
+    wide = (k == 2 or k == 4 or k == 8) and vstride == 0
+    pairs = _group_table(values, bits, k) if wide else np.empty(0, np.uint64)
     out64 = out[:out.shape[0] & ~1].view(np.uint64)       # pairs of output floats (even positions)
     if prob_bits <= 12:
         dec32 = np.empty(freqs.shape[0] << prob_bits, np.uint32)
