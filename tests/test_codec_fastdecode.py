@@ -107,3 +107,19 @@ def test_huge_channel_count_with_an_empty_dimension_is_refused():
     for max_elements in (1 << 20, 1 << 27):
         with pytest.raises(cc.errors.LimitExceededError):
             cc.decode(reseal(bytes(body)), max_elements=max_elements)
+
+
+@pytest.mark.parametrize("bits,pack", [(1, 8), (1, 4), (2, 4)])
+@pytest.mark.parametrize("shape", [(2, 6, 8, 10), (1, 24, 14, 14), (3, 5, 2, 3)])
+@pytest.mark.parametrize("streams", [4, 7])
+def test_low_bit_packs_decode_through_the_group_table(bits, pack, shape, streams):
+    """Packs of 4 and 8 with shared dequantization and rows of even length take the four-lane
+    group-table kernel (``_cpu._chunk_groups``): the floats equal the reference decoder's, with
+    groups that cross row ends (rows of 6), a padded last group and an all-zero channel."""
+    rng = np.random.default_rng(bits * 100 + pack * 10 + streams)
+    x = relu_features(rng, shape)
+    x[:, 1] = 0.0
+    for sparse in ("auto", "off"):
+        blob = cc.encode(x, cc.CodecConfig(bits=bits, pack=pack, streams=streams, sparse=sparse))
+        assert cc.inspect(blob)["plan"]["pack"] == pack
+        _same(cc.decode(blob, engine="cpu"), cc.decode(blob, engine="reference"))
