@@ -475,7 +475,8 @@ def _out_pos(c, e, rowlen, stride, plane, inner):
 # Rows of the per-lane state array ``lane`` (int64 (9, LANES)) kept between chunks.
 L_X, L_R, L_POS, L_J, L_E, L_TB, L_VB, L_BAD, L_LEFT = 0, 1, 2, 3, 4, 5, 6, 7, 8
 LANE_ROWS = 9
-# Chunk kernels: pairs of float32 as one u64 store (k = 2), one float32 (k = 1), any k and stride.
+# Chunk kernels: pairs of float32 as one u64 store (k = 2), one float32 (k = 1), any k and stride,
+# k / 2 u64 stores per symbol (k = 4, 8).
 MODE_PAIRS, MODE_SINGLE, MODE_ANY, MODE_GROUPS = 0, 1, 2, 3
 
 
@@ -772,7 +773,9 @@ def _decode_streams(buf, payload, nwords, per, total, groups, coded, tmap, freqs
     inside ``buf`` (a hostile stream never reads outside the blob) and a stream that needed
     words past its end is detected afterwards (``RP > end``); whatever it wrote lies inside ``out``.
     """
-    wide = (k == 2 or k == 4 or k == 8) and vstride == 0
+    # The value table of MODE_PAIRS / MODE_GROUPS, built only where ``_decode_lanes`` can use it
+    # (shared values, rows of even length, more than one stream): a lone stream decodes alone.
+    wide = (k == 2 or k == 4 or k == 8) and vstride == 0 and inner % 2 == 0 and nwords.shape[0] > 1
     pairs = _group_table(values, bits, k) if wide else np.empty(0, np.uint64)
     out64 = out[:out.shape[0] & ~1].view(np.uint64)       # pairs of output floats (even positions)
     if prob_bits <= 12:
