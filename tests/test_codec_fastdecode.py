@@ -63,7 +63,8 @@ def _accepts(blob, max_elements=1 << 20):
 def test_compiled_validation_accepts_exactly_what_parse_accepts(seed):
     rng = np.random.default_rng(seed)
     cfgs = [dict(bits=4, streams=3), dict(bits=4, granularity="channel", tables=3),
-            dict(bits=3, quantizer="ecsq"), dict(bits=2, sparse="on", tables=5)]
+            dict(bits=3, quantizer="ecsq"), dict(bits=2, sparse="on", tables=5),
+            dict(bits=2, pack=4, streams=6), dict(bits=1, pack=8, streams=5)]     # the group-table kernel
     for cfg in cfgs:
         x = relu_features(rng, (2, 16, 5, 4))
         blob = cc.encode(x, cc.CodecConfig(**cfg))
