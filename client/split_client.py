@@ -50,12 +50,31 @@ def _cache_dir() -> Path:
     return Path(base) / "heads"
 
 
+_CODEC_KEYS = ("bits", "granularity", "axis", "clip", "percentile", "quantizer", "ecsq_lambda", "transform", "block",
+               "step")
+
+
+def codec_config(cc, settings: dict):
+    """The ``CodecConfig`` of a model's published codec settings (``splitwire export``); unknown keys
+    are an error, so a typo in an override does not silently fall back to a default."""
+    unknown = sorted(set(settings) - set(_CODEC_KEYS))
+    if unknown:
+        raise ClientError(f"unknown codec setting(s) {', '.join(unknown)}; known: {', '.join(_CODEC_KEYS)}")
+    try:
+        return cc.CodecConfig(**settings)
+    except cc.ConfigError as e:
+        raise ClientError(f"codec settings {settings}: {e}") from None
+
+
 class SplitClient:
-    """One connection to one split model. Not thread-safe: use one per thread."""
+    """One connection to one split model. Not thread-safe: use one per thread.
+
+    ``codec`` overrides the model's published codec settings, e.g. ``{"transform": "dct", "step":
+    0.04}`` (any decoder reads any valid blob; the settings only change what this client sends)."""
 
     def __init__(self, url: str, model: str, *, protocol: str = "http", head: str | Path | None = None,
                  bits: int | None = None, payload: str = "splitwire", threads: int = 0,
-                 timeout_s: float = 60.0):
+                 timeout_s: float = 60.0, codec: dict | None = None):
         if protocol not in ("http", "grpc"):
             raise ClientError(f"protocol must be 'http' or 'grpc', got {protocol!r}")
         if payload not in FORMATS:
@@ -80,14 +99,12 @@ class SplitClient:
             raise ClientError(f"model {model!r} publishes no 'splitwire' parameter: "
                               "it was not written by `splitwire export`")
         self.meta = json.loads(raw)
-        codec = dict(self.meta["codec"])
+        settings = {**self.meta["codec"], **(codec or {})}     # the published codec, then overrides
         if bits is not None:
-            codec["bits"] = int(bits)
+            settings["bits"] = int(bits)
         import codec_cupy as cc
         self._cc = cc
-        self.codec_config = cc.CodecConfig(bits=codec["bits"], granularity=codec.get("granularity", "tensor"),
-                                           axis=codec.get("axis", 1), clip=codec.get("clip", "none"),
-                                           quantizer=codec.get("quantizer", "uniform"))
+        self.codec_config = codec_config(cc, settings)
         self.labels = self.meta.get("labels")
         self._head = self._session(Path(head) if head else self._fetch_head(), threads)
 

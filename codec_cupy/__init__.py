@@ -16,7 +16,7 @@ from .errors import (BadMagicError, ChecksumError, CodecError, ConfigError, Corr
                      UnsupportedVersionError)
 
 __version__ = "0.1.0"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2                   # the newest version read and written; blobs without a transform stay version 1
 
 __all__ = [
     "CodecConfig", "VALID", "encode", "decode", "decode_batch", "inspect", "available_engines", "errors", "FORMAT_VERSION",

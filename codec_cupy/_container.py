@@ -13,6 +13,7 @@ import math
 import numpy as np
 
 from . import _tablecodec as tc
+from . import _transform
 from ._bits import ByteReader
 from ._crc32c import crc32c
 from ._jit import njit
@@ -20,10 +21,13 @@ from .errors import (BadMagicError, ChecksumError, CorruptStreamError, HeaderErr
                      TruncatedError, UnsupportedVersionError)
 
 MAGIC = b"SPWC"
-VERSION = 1
+VERSION = 1                           # blobs without a transform (every version-1 decoder reads them)
+VERSION_TRANSFORM = 2                 # adds the TRANSFORM flag and its block field (FORMAT.md section 8)
+VERSIONS = (VERSION, VERSION_TRANSFORM)
 FLAG_PER_CHANNEL = 1
 FLAG_ECSQ = 2
 FLAG_ZERO_MASK = 4
+FLAG_TRANSFORM = 8
 KNOWN_FLAGS = FLAG_PER_CHANNEL | FLAG_ECSQ | FLAG_ZERO_MASK
 NO_AXIS = 255
 DTYPES = {0: np.dtype(np.float32), 1: np.dtype(np.float16)}
@@ -58,6 +62,17 @@ class Header:
     payload_offset: int = 0          # where stream 0 starts in the blob
     total_bytes: int = 0
     per_channel: bool = False        # one scale/zero point per channel
+    block: int = 0                   # DCT block size (version 2); then ``shape``/``axis`` are the coded
+    tensor_shape: tuple[int, ...] = ()   # view (P, B*B)/1 and ``tensor_shape`` the decoded tensor's shape
+
+    @property
+    def version(self) -> int:
+        return VERSION_TRANSFORM if self.block else VERSION
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        """The shape ``decode`` returns (the tensor's, also with a transform)."""
+        return self.tensor_shape if self.block else self.shape
 
     # ---- derived sizes (FORMAT.md section 1 and 3) ----
     @functools.cached_property
@@ -129,9 +144,11 @@ class Header:
 def write(h: Header, streams: np.ndarray) -> bytes:
     """Serialize ``h`` followed by ``streams`` (the concatenated stream bytes, uint8) and the CRC."""
     flags = ((FLAG_PER_CHANNEL if h.per_channel else 0) | (FLAG_ECSQ if h.levels is not None else 0)
-             | (FLAG_ZERO_MASK if h.zero_mask is not None else 0))
-    head = (*MAGIC, VERSION, flags, DTYPE_CODES[np.dtype(h.dtype)], h.bits, len(h.shape),
-            NO_AXIS if h.axis is None else h.axis)
+             | (FLAG_ZERO_MASK if h.zero_mask is not None else 0) | (FLAG_TRANSFORM if h.block else 0))
+    shape = h.tensor_shape if h.block else h.shape
+    head = (*MAGIC, h.version, flags, DTYPE_CODES[np.dtype(h.dtype)], h.bits, len(shape),
+            NO_AXIS if h.axis is None or h.block else h.axis)
+    after_shape = np.array([h.block] if h.block else [], np.uint8)
     if h.levels is not None:                     # (words, first byte of each written, zero point width)
         quant = (np.asarray(h.levels, np.float32).view(np.uint32), 0, 0)
     elif h.per_channel:                          # bf16 scales: the high half of each float32 word
@@ -141,7 +158,7 @@ def write(h: Header, streams: np.ndarray) -> bytes:
     else:
         quant = (np.asarray(h.scale, np.float32).view(np.uint32), 0, 8)
     mask = _NO_MASK if h.zero_mask is None else np.asarray(h.zero_mask, bool).view(np.uint8)
-    model = _write_model(head, np.array(h.shape, np.int64), *quant, np.asarray(h.zero_point, np.int64),
+    model = _write_model(head, np.array(shape, np.int64), after_shape, *quant, np.asarray(h.zero_point, np.int64),
                          (h.pack, h.prob_bits, h.ntables), mask, np.asarray(h.table_map, np.uint8),
                          table_map_width(h.ntables) if h.ntables > 1 else 0, np.asarray(h.freqs, np.int64),
                          np.asarray(h.nwords, np.int64), tc.max_tables_bytes(h.ntables, h.alphabet))
@@ -154,11 +171,11 @@ _NO_MASK = np.zeros(0, np.uint8)
 
 
 @njit
-def _write_model(head, shape, qwords, qfirst, zwidth, zero_points, model_fields, zero_mask, table_map, width,
-                 freqs, nwords, tables_bound):
+def _write_model(head, shape, after_shape, qwords, qfirst, zwidth, zero_points, model_fields, zero_mask, table_map,
+                 width, freqs, nwords, tables_bound):
     """Everything before the streams in one compiled call (small tensors pay per Python step):
-    fixed fields, shape, quantizer section (bytes ``qfirst``..3 of each little-endian word, then
-    the zero points as ``zwidth``-bit fields), model section, table map, tables and stream
+    fixed fields, shape, ``after_shape`` (the transform's block byte), quantizer section (bytes
+    ``qfirst``..3 of each little-endian word, then the zero points as ``zwidth``-bit fields), model section, table map, tables and stream
     directory (FORMAT.md). The streams are not copied here: a compiled byte loop was slower than
     ``bytes.join``."""
     channels = zero_mask.shape[0] + table_map.shape[0] + zero_points.shape[0]
@@ -170,6 +187,9 @@ def _write_model(head, shape, qwords, qfirst, zwidth, zero_points, model_fields,
         out[pos] = b
         pos += 1
     pos = tc.write_uvarints(shape, out, pos)
+    for b in after_shape:
+        out[pos] = b
+        pos += 1
     for w in qwords:
         for i in range(qfirst, 4):
             out[pos] = np.uint8((w >> np.uint32(8 * i)) & np.uint32(0xFF))
@@ -225,10 +245,11 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
                              f"({FIXED_BYTES + CRC_BYTES} bytes)")
     if bytes(buf[:4]) != MAGIC:
         raise BadMagicError(f"not a splitwire blob: magic {bytes(buf[:4])!r}, expected {MAGIC!r}")
-    if buf[4] != VERSION:
+    version = buf[4]
+    if version not in VERSIONS:
         raise UnsupportedVersionError(
-            f"format version {buf[4]} is not supported by this decoder (it reads version {VERSION}); "
-            "upgrade splitwire on the decoding side")
+            f"format version {version} is not supported by this decoder (it reads versions "
+            f"{', '.join(map(str, VERSIONS))}); upgrade splitwire on the decoding side")
     body_end = len(buf) - CRC_BYTES
     expected = int.from_bytes(buf[body_end:], "little")
     actual = crc32c(buf[:body_end])
@@ -237,8 +258,12 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
                             "the blob was damaged or truncated in transit")
     r = ByteReader(buf, 5, body_end)
     flags = r.u8("flags")
-    if flags & ~KNOWN_FLAGS:
-        raise HeaderError(f"flags {flags:#04x} set reserved bits")
+    known = KNOWN_FLAGS | (FLAG_TRANSFORM if version == VERSION_TRANSFORM else 0)
+    if flags & ~known:
+        raise HeaderError(f"flags {flags:#04x} set reserved bits (version {version})")
+    transform = bool(flags & FLAG_TRANSFORM)
+    if version == VERSION_TRANSFORM and not transform:
+        raise HeaderError("a version-2 blob must set the TRANSFORM flag (version 1 codes the elements)")
     dtype_code = r.u8("dtype")
     if dtype_code not in DTYPES:
         raise HeaderError(f"unknown dtype code {dtype_code} (valid: {sorted(DTYPES)})")
@@ -262,6 +287,9 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
             raise LimitExceededError(f"the blob announces at least {size} elements (shape prefix {shape}), "
                                      f"more than max_elements={max_elements}; raise max_elements to accept it")
     shape = tuple(shape)
+    block, tensor_shape = 0, ()
+    if transform:
+        shape, axis, block, tensor_shape = _transform_view(r, shape, axis, flags, max_elements)
     channels = 1 if axis is None else shape[axis]
     if channels > max_elements:           # possible when another dimension is 0
         raise LimitExceededError(f"the blob announces {channels} channels, more than max_elements={max_elements}; "
@@ -327,7 +355,7 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
     h = Header(dtype=DTYPES[dtype_code], bits=bits, shape=shape, axis=axis, scale=scale,
                zero_point=zero_point, levels=levels, zero_mask=zero_mask, pack=pack, prob_bits=prob_bits,
                table_map=table_map, freqs=freqs.astype(np.uint32), nwords=np.zeros(0, np.int64),
-               per_channel=per_channel)
+               per_channel=per_channel, block=block, tensor_shape=tensor_shape)
     num_packed = h.num_packed
     if (num_packed == 0) != (nstreams == 0) or nstreams > num_packed:
         raise HeaderError(f"stream count {nstreams} invalid for {num_packed} packed symbols")
@@ -352,6 +380,24 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
         kind = TruncatedError if pos + payload > body_end else HeaderError
         raise kind(f"stream directory announces {payload} payload bytes but {body_end - pos} are present")
     return h
+
+
+def _transform_view(r: ByteReader, shape: tuple[int, ...], axis, flags: int, max_elements: int):
+    """(coded view shape, its axis, block, tensor shape) of a TRANSFORM blob (FORMAT.md section 8)."""
+    if len(shape) < 2:
+        raise HeaderError(f"TRANSFORM needs a tensor of at least 2 dimensions, got ndim={len(shape)}")
+    if axis is not None:
+        raise HeaderError(f"TRANSFORM blobs carry axis=255 (no channel axis), got {axis}")
+    if not flags & FLAG_PER_CHANNEL or flags & FLAG_ECSQ:
+        raise HeaderError("TRANSFORM needs the PER_CHANNEL uniform quantizer (one scale per frequency)")
+    block = r.u8("block")
+    if not _transform.MIN_BLOCK <= block <= _transform.MAX_BLOCK:
+        raise HeaderError(f"block={block} out of range {_transform.MIN_BLOCK}..{_transform.MAX_BLOCK}")
+    view = _transform.coded_view_shape(shape, block)
+    if view[0] * view[1] > max_elements:
+        raise LimitExceededError(f"the blob's {view[0]} blocks of {block}x{block} coefficients exceed "
+                                 f"max_elements={max_elements}; raise max_elements to accept it")
+    return view, 1, block, shape
 
 
 def _raise_table_error(err: int) -> None:

@@ -6,6 +6,10 @@ whole batch packed into a single buffer (one host-to-device copy) -- and one ker
 stream and writes dequantized float32/float16 straight into the output (``sw_decode_f32/f16``).
 Kernel errors come back as per-tensor flags and are raised as ``CorruptStreamError``.
 
+Transform (coding mode "transform", ``_transform``): ``inverse_transform`` runs the inverse block DCT
+of the decoded (P, B*B) coefficients on the device (``sw_inverse_dct``), bit for bit the float32
+operations of ``_transform.inverse``.
+
 Encode: the GPU quantizes, histograms and rANS-encodes; the choices that decide bytes from
 statistics (parameters, zero mask, pack, tables, prob_bits, streams) run on the host in the shared
 ``_encoder``/``_planner`` code, so the bytes equal every other engine's.
@@ -32,7 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
-from . import _container, _encoder
+from . import _container, _encoder, _transform
 from ._container import Header
 from ._quantizer import QuantParams
 from ._tablecodec import cumulative
@@ -58,6 +62,7 @@ ERRORS = {1: "initial state below 2**16", 2: "runs out of words", 4: "final stat
 DEFAULT_THREADS = 64           # streams per decode block (one stream per thread)
 ENCODE_THREADS = 128
 QUANT_THREADS, QUANT_ITEMS = 256, 8
+TRANSFORM_THREADS = 256        # output elements per inverse-DCT block (one per thread)
 HIST_THREADS, HIST_ITEMS = 256, 8
 ZERO_ROW_ELEMENTS = 8192       # elements of zero-masked rows per SW_BLOCK_ZERO block
 SMEM_BUDGET = 96 * 1024        # lookup tables up to this size are staged in shared memory
@@ -75,6 +80,7 @@ KERNEL_SIGNATURES = {
     "sw_histogram": ("p",) * 3 + ("u32",) * 5 + ("p",) * 2,
     "sw_rans_encode": ("p",) * 3 + ("u32",) * 7 + ("p",) * 4,
     "sw_compact": ("p",) * 4 + ("u32",) * 3 + ("u64", "p"),
+    "sw_inverse_dct": ("p",) * 2 + ("u32",) * 6 + ("p",),
 }
 _SCALAR_DTYPES = {"u32": np.uint32, "u64": np.uint64}
 
@@ -337,8 +343,7 @@ class HostEmulation:
     def __init__(self, library: str | os.PathLike):
         self.xp = np
         self.lib = ctypes.CDLL(str(library))
-        for name in ("sw_decode_f32", "sw_decode_f16", "sw_quantize_f32", "sw_quantize_f16",
-                     "sw_histogram", "sw_rans_encode", "sw_compact"):
+        for name in KERNEL_SIGNATURES:
             fn = getattr(self.lib, "sw_emu_" + name)
             fn.argtypes = [ctypes.c_uint, ctypes.c_uint, ctypes.c_ulonglong,
                            ctypes.POINTER(ctypes.c_ulonglong), ctypes.POINTER(ctypes.c_ulonglong)]
@@ -426,6 +431,37 @@ def decode_items(backend, items, *, out_dtype=np.float32, threads: int = DEFAULT
             where = f"tensor {i} of the batch: " if plan.n_items > 1 else ""
             raise CorruptStreamError(f"{where}an rANS stream is corrupt ({what})")
     return [out[o:o + math.prod(shape)].reshape(shape) for o, shape in zip(plan.out_offsets, plan.shapes)]
+
+
+# ================================================================================================
+# inverse block DCT (coding mode "transform")
+# ================================================================================================
+
+def inverse_transform_on(backend, coef, shape, block: int):
+    """The float32 tensor of ``shape`` from its (P, B*B) block-DCT coefficients ``coef`` (a back-end
+    array), on the back end: bit for bit ``_transform.inverse`` (kernels/sw_transform.cuh)."""
+    shape = tuple(int(s) for s in shape)
+    block = int(block)
+    if not _transform.MIN_BLOCK <= block <= _transform.MAX_BLOCK:
+        raise ValueError(f"block must be in {_transform.MIN_BLOCK}..{_transform.MAX_BLOCK}, got {block}")
+    if len(shape) < 2 or min(shape) < 0:
+        raise ValueError(f"the transform needs a shape of 2 or more dimensions, got {shape}")
+    expect = _transform.coded_view_shape(shape, block)
+    if tuple(coef.shape) != expect:
+        raise ValueError(f"coefficients of shape {tuple(coef.shape)} for {shape} with block {block}; "
+                         f"expected {expect}")
+    n = math.prod(shape)
+    if n > MAX_ELEMENTS_32:
+        raise LimitExceededError(f"engine 'cuda' transforms tensors of fewer than 2**31 elements; this one has {n}")
+    xp = backend.xp
+    out = xp.empty(max(n, 1), np.float32)
+    if n:
+        lead, by, bx = _transform.grid(shape, block)
+        c = xp.ascontiguousarray(coef.astype(np.float32, copy=False)).reshape(-1)
+        basis = backend.to_device(np.ascontiguousarray(_transform.basis(block)).reshape(-1))
+        backend.launch("sw_inverse_dct", -(-n // TRANSFORM_THREADS), TRANSFORM_THREADS, 0,
+                       [c, basis, lead, shape[-2], shape[-1], block, by, bx, out])
+    return out[:n].reshape(shape)
 
 
 # ================================================================================================
@@ -588,6 +624,17 @@ def decode(header: Header, blob, *, out_dtype=np.float32):
     """Decode one validated blob on the GPU: a CuPy array of ``header.shape`` (float32/float16)."""
     (y,) = decode_items(_backend(), [(header, blob)], out_dtype=out_dtype)
     return y
+
+
+def inverse_transform(coef, shape, block: int, *, out_dtype=np.float32):
+    """Inverse block DCT on the GPU: a CuPy array of ``shape`` (float32, or float16 rounded from
+    the float32 result) from the (P, B*B) float32 coefficients ``coef`` (CuPy or NumPy)."""
+    out_dtype = np.dtype(out_dtype)
+    if out_dtype not in (np.dtype(np.float32), np.dtype(np.float16)):
+        raise ValueError(f"out_dtype must be float32 or float16, got {out_dtype}")
+    backend = _backend()
+    y = inverse_transform_on(backend, backend.xp.asarray(coef), shape, block)
+    return y if out_dtype == np.float32 else y.astype(out_dtype)
 
 
 def decode_batch(items, *, out_dtype=np.float32):

@@ -7,12 +7,14 @@ engines cannot disagree on it.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import numpy as np
 
-from . import _container, _planner
-from ._quantizer import BF16_MAX, F32_TINY, QuantParams, clip_range, ecsq_params, subsample_rows, uniform_params
+from . import _container, _planner, _transform
+from ._quantizer import (BF16_MAX, F32_TINY, QuantParams, clip_range, ecsq_params, subsample_rows, transform_params,
+                         uniform_params)
 from .config import AUTO, CodecConfig
 from .errors import InputError
 
@@ -104,44 +106,82 @@ def encode(engine, x, cfg: CodecConfig) -> bytes:
 
 def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asarray) -> bytes:
     """Encode a validated float32 array that may live on a device (``engine`` knows how to touch it)."""
+    if cfg.transform != "none":
+        return _encode_transformed(engine, to_host(x32), dtype, cfg)
     axis = channel_axis(cfg.axis, x32.ndim)
     if axis is None and cfg.granularity == "channel":
         cfg = cfg.replace(granularity="tensor")       # no channel axis (a vector): one range, as documented
     shape = tuple(x32.shape)
-    outer, channels, inner = view3(shape, axis)
-    xv = x32.reshape(outer, channels, inner)
+    xv = x32.reshape(view3(shape, axis))
     params = choose_params(engine, xv, cfg, to_host)
+    return _encode_view(engine, xv, params, _Frame(dtype, shape, axis, cfg.granularity == "channel"), cfg)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Frame:
+    """What the header says about the coded view besides the quantizer and the model."""
+
+    dtype: np.dtype
+    shape: tuple[int, ...]           # of the coded view
+    axis: int | None
+    per_channel: bool
+    block: int = 0                   # DCT block (format version 2), then ``tensor_shape`` is the tensor's
+    tensor_shape: tuple[int, ...] = ()
+
+
+def _encode_transformed(engine, x: np.ndarray, dtype: np.dtype, cfg: CodecConfig) -> bytes:
+    """transform="dct": the (P, B*B) DCT coefficients of the maps, one uniform quantizer per frequency
+    (its step at least ``cfg.step`` of the tensor's range), coded as a per-channel view."""
+    if x.ndim < 2:
+        raise InputError(f"transform='dct' transforms the last two dimensions (the maps); got a {x.ndim}-d "
+                         "tensor: reshape it to at least 2 dimensions or use transform='none'")
+    lo, hi = engine.minmax(x.reshape(1, 1, -1))                      # also rejects NaN/Inf
+    value_range = max(float(hi.max(initial=0.0)), 0.0) - min(float(lo.min(initial=0.0)), 0.0)
+    coef = _transform.forward(x, cfg.block)
+    if not np.isfinite(coef).all():
+        raise InputError("transform='dct': the DCT coefficients overflow float32 (values near the float32 "
+                         "limit); scale the tensor down or use transform='none'")
+    xv = coef.reshape(coef.shape[0], coef.shape[1], 1)
+    clo, chi = engine.minmax(xv)
+    params = transform_params(clo, chi, cfg.step * value_range, cfg.bits)
+    frame = _Frame(dtype, coef.shape, 1, True, cfg.block, tuple(x.shape))
+    return _encode_view(engine, xv, params, frame, cfg)
+
+
+def _encode_view(engine, xv, params: QuantParams, frame: _Frame, cfg: CodecConfig) -> bytes:
+    """Quantize the (outer, C, inner) view, then code it with and, where that can be smaller,
+    without the zero-channel mask."""
+    outer, channels, inner = xv.shape
     zsym = params.zero_symbols(channels)
     q, nonzero, absdev = engine.quantize(xv, params, cfg.bits)
 
     length = outer * inner
     zero, coded = _zero_channels(np.asarray(nonzero), length, cfg.sparse)
     use_mask = cfg.sparse == "on" or (cfg.sparse == "auto" and coded.size < channels)
-    blob = _encode_symbols(engine, q, coded, length, zero if use_mask else None, zsym, absdev, params,
-                           dtype, shape, axis, cfg)
+    blob = _encode_symbols(engine, q, coded, length, zero if use_mask else None, zsym, absdev, params, frame, cfg)
     if cfg.sparse == "auto" and use_mask and _MASK_CHECK * len(blob) <= (channels + 7) // 8:
         # The mask costs ceil(C/8) bytes however few channels it drops; coding those channels' zeros
         # can be cheaper (small feature maps with many channels). Dropping the mask can save at
         # most its own bytes, so the second try is only paid where it can matter.
         unmasked = _encode_symbols(engine, q, np.arange(channels, dtype=np.int64), length, None, zsym,
-                                   absdev, params, dtype, shape, axis, cfg)
+                                   absdev, params, frame, cfg)
         if len(unmasked) < len(blob):
             blob = unmasked
     return blob
 
 
-def _encode_symbols(engine, q, coded, length: int, zero_mask, zsym, absdev, params, dtype, shape, axis,
+def _encode_symbols(engine, q, coded, length: int, zero_mask, zsym, absdev, params, frame: _Frame,
                     cfg: CodecConfig) -> bytes:
     """Plan, entropy-code and frame the quantized symbols of the ``coded`` channels."""
     ncoded = int(coded.size) if length else 0
     k, tmap, freqs, prob_bits, nstreams, packed = _plan(engine, q, coded, ncoded, zsym, absdev, cfg)
     streams, nwords = engine.rans_encode(packed, tmap[coded], freqs, prob_bits, nstreams)
     header = _container.Header(
-        dtype=dtype, bits=cfg.bits, shape=shape, axis=axis,
+        dtype=frame.dtype, bits=cfg.bits, shape=frame.shape, axis=frame.axis,
         scale=params.scale, zero_point=params.zero_point if params.levels is None else zsym[:1],
         levels=params.levels, zero_mask=zero_mask, pack=k, prob_bits=prob_bits,
         table_map=tmap.astype(np.uint8), freqs=freqs, nwords=nwords,
-        per_channel=cfg.granularity == "channel")
+        per_channel=frame.per_channel, block=frame.block, tensor_shape=frame.tensor_shape)
     return _container.write(header, streams)
 
 

@@ -58,6 +58,30 @@ def uniform_params(lo: np.ndarray, hi: np.ndarray, bits: int, per_channel: bool)
     return QuantParams(scale=np.atleast_1d(scale), zero_point=np.atleast_1d(zero))
 
 
+def transform_params(lo: np.ndarray, hi: np.ndarray, step: float, bits: int) -> QuantParams:
+    """Per-frequency scale/zero point for DCT coefficients. Every frequency gets the same zero point,
+    the middle symbol 2**(bits-1) (at 1 bit: its range's), so that their symbol distributions line up
+    and the channel-group tables fit them all; the scale is the common ``step`` where the frequency's
+    range fits around that zero point, else the smallest that fits (rounded up to bf16, so 0.0 stays
+    exact and nothing clips)."""
+    qmax = (1 << bits) - 1
+    lo = np.minimum(np.asarray(lo, np.float64), 0.0)
+    hi = np.maximum(np.asarray(hi, np.float64), 0.0)
+    if bits == 1:
+        zero64 = None
+        scale64 = np.maximum(hi - lo, step)
+    else:
+        mid = 1 << (bits - 1)
+        scale64 = np.maximum(np.maximum(hi / (qmax - mid), -lo / mid), step)
+    scale64 = np.where(scale64 > 0, scale64, 1.0)
+    scale = round_up_bf16(np.clip(scale64, F32_TINY, BF16_MAX).astype(np.float32))
+    if bits == 1:
+        zero = np.clip(np.rint(-lo / scale.astype(np.float64)), 0, qmax).astype(np.int64)
+    else:
+        zero = np.full(scale.shape, mid, np.int64)
+    return QuantParams(scale=np.atleast_1d(scale), zero_point=np.atleast_1d(zero))
+
+
 def round_up_bf16(x: np.ndarray) -> np.ndarray:
     """The smallest bf16 value >= x (positive finite x): a larger step never clips more."""
     u = np.asarray(x, np.float32).view(np.uint32).astype(np.uint64)

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import importlib
+import math
 
 import numpy as np
 
-from . import _container, _encoder
+from . import _container, _encoder, _transform
 from .config import CodecConfig
 from .errors import ConfigError, EngineUnavailableError
 
@@ -94,12 +95,12 @@ def decode(blob, *, engine: str = "auto", device: str = "cpu",
     """
     data = _as_bytes(blob)
     if _device(device, engine) == "cuda":
-        return _cuda().decode(_container.parse(data, max_elements), data, out_dtype=out_dtype)
+        return _decode_cuda([(_container.parse(data, max_elements), data)], out_dtype)[0]
     host = _engine(engine)
-    fast = getattr(host, "decode_blob", None)          # parse + decode in one compiled call
-    if fast is not None:
+    fast = getattr(host, "decode_blob", None)          # parse + decode in one compiled call (version 1)
+    if fast is not None and not _is_transform(data):
         return fast(data, max_elements)
-    return host.decode(_container.parse(data, max_elements), data)
+    return _decode_host(host, _container.parse(data, max_elements), data)
 
 
 def decode_batch(blobs, *, engine: str = "auto", device: str = "cuda",
@@ -107,9 +108,33 @@ def decode_batch(blobs, *, engine: str = "auto", device: str = "cuda",
     """Decode many blobs (e.g. one per request of a dynamic batch); on CUDA in a single launch."""
     items = [(_container.parse(d, max_elements), d) for d in map(_as_bytes, blobs)]
     if _device(device, engine) == "cuda":
-        return _cuda().decode_batch(items, out_dtype=out_dtype)
+        return _decode_cuda(items, out_dtype)
     host = _engine(engine)
-    return [host.decode(h, d) for h, d in items]
+    return [_decode_host(host, h, d) for h, d in items]
+
+
+def _is_transform(data) -> bool:
+    """A version-2 (transform) blob; anything else, valid or not, takes the version-1 path."""
+    return len(data) > 4 and data[4] == _container.VERSION_TRANSFORM
+
+
+def _decode_host(host, h, data):
+    """A host engine's decode of a parsed blob, with the inverse DCT of a transform blob."""
+    y = host.decode(h, data)
+    if not h.block:
+        return y
+    return getattr(host, "inverse_transform", _transform.inverse)(y, h.tensor_shape, h.block)
+
+
+def _decode_cuda(items, out_dtype):
+    """The cuda engine's decode of parsed blobs (one launch), then the inverse DCT of transform blobs
+    (in float32; ``out_dtype`` applies to the result)."""
+    cuda = _cuda()
+    if not any(h.block for h, _ in items):
+        return cuda.decode_batch(items, out_dtype=out_dtype)
+    ys = cuda.decode_batch(items, out_dtype=np.float32)
+    return [cuda.inverse_transform(y, h.tensor_shape, h.block, out_dtype=out_dtype) if h.block
+            else y.astype(out_dtype, copy=False) for (h, _), y in zip(items, ys)]
 
 
 def _device(device: str, engine: str) -> str:
@@ -125,13 +150,14 @@ def _device(device: str, engine: str) -> str:
 def inspect(blob, *, max_elements: int = _container.DEFAULT_MAX_ELEMENTS) -> dict:
     """Header fields, sizes and the stream plan of a (validated) blob."""
     h = _container.parse(_as_bytes(blob), max_elements)
-    size = h.size
+    size = math.prod(h.output_shape)
     zero_channels = int(h.zero_mask.sum()) if h.zero_mask is not None else 0
     return {
-        "version": _container.VERSION,
+        "version": h.version,
         "dtype": str(h.dtype),
-        "shape": list(h.shape),
-        "axis": h.axis,
+        "shape": list(h.output_shape),
+        "axis": None if h.block else h.axis,
+        "transform": {"kind": "dct", "block": h.block, "coded_shape": list(h.shape)} if h.block else None,
         "bits": h.bits,
         "quantizer": "ecsq" if h.levels is not None else "uniform",
         "granularity": "channel" if h.per_channel else "tensor",

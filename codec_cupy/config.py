@@ -15,6 +15,7 @@ VALID = {
     "granularity": ("tensor", "channel"),
     "clip": ("none", "percentile", "mse"),
     "quantizer": ("uniform", "ecsq"),
+    "transform": ("none", "dct"),
     "sparse": ("auto", "on", "off"),
 }
 AUTO = "auto"
@@ -35,6 +36,16 @@ class CodecConfig:
       quantizer    "uniform" (scale + zero point) or "ecsq" (entropy-constrained scalar quantizer,
                    per tensor; its reconstruction levels travel in the header).
       ecsq_lambda  rate weight of the ECSQ design, in units of squared uniform step size.
+
+    Transform coding (format version 2)
+      transform    "none" (code the elements) or "dct": a ``block`` x ``block`` DCT of the last two
+                   dimensions (the feature maps), then one uniform quantizer per frequency. Pays on
+                   smooth, dense maps (EfficientNet/MobileNet linear bottlenecks) at low rates.
+                   Needs quantizer="uniform", granularity="tensor", clip="none"; ``axis`` is unused.
+      block        DCT block size, 2..16 (maps are padded to whole blocks by edge repetition).
+      step         with transform="dct": the coefficient quantization step as a fraction of the
+                   tensor's value range (max(x, 0) - min(x, 0)), in (0, 1]; the rate knob. A
+                   frequency whose range needs more than 2**bits steps gets a coarser one.
 
     Entropy modeling ("auto" lets the planner choose from the symbol statistics)
       sparse       zero-channel mask: "auto", "on", "off". "auto" drops it where coding the zero
@@ -59,6 +70,9 @@ class CodecConfig:
     percentile: float = 99.99
     quantizer: Literal["uniform", "ecsq"] = "uniform"
     ecsq_lambda: float = 0.15
+    transform: Literal["none", "dct"] = "none"
+    block: int = 8
+    step: float = 0.02
     sparse: Literal["auto", "on", "off"] = "auto"
     pack: Union[int, Literal["auto"]] = AUTO
     tables: Union[int, Literal["auto"]] = AUTO
@@ -87,6 +101,14 @@ class CodecConfig:
             raise ConfigError(f"CodecConfig.stream_overhead={self.stream_overhead!r} must be in (0, 1]")
         if not (isinstance(self.speed_slack, (int, float)) and 0.0 <= float(self.speed_slack) <= 1.0):
             raise ConfigError(f"CodecConfig.speed_slack={self.speed_slack!r} must be in [0, 1]")
+        _check_int("block", self.block, 2, 16)
+        if not (isinstance(self.step, (int, float)) and not isinstance(self.step, bool)
+                and 0.0 < float(self.step) <= 1.0):
+            raise ConfigError(f"CodecConfig.step={self.step!r} must be a number in (0, 1]")
+        if self.transform == "dct" and (self.quantizer != "uniform" or self.granularity != "tensor"
+                                        or self.clip != "none"):
+            raise ConfigError("transform='dct' quantizes each frequency with its own uniform scale; use "
+                              "quantizer='uniform', granularity='tensor', clip='none' (the rate knob is step)")
         if self.pack != AUTO:
             _check_int("pack", self.pack, 1, 8)
             if self.pack * self.bits > 8:

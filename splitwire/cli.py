@@ -34,6 +34,8 @@ def _export(a) -> int:
             print("  (--all also lists points inside these modules)")
         return 0
 
+    from codec_cupy import ConfigError as CodecConfigError
+
     from .export import VerificationError, export_split
 
     layer = a.split or spec.default_split
@@ -44,10 +46,11 @@ def _export(a) -> int:
     try:
         res = export_split(spec.module, layer, a.out, name=name, input_shape=spec.input_shape, bits=a.bits,
                            granularity=a.granularity, clip=a.clip, quantizer=a.quantizer,
-                           preprocess=spec.preprocess, labels=spec.labels, tail_backend=a.tail_backend,
+                           transform=a.transform, block=a.block, step=a.step, preprocess=spec.preprocess,
+                           labels=spec.labels, tail_backend=a.tail_backend,
                            device=a.device, max_batch=a.max_batch, instances=a.instances,
                            channel_axis=spec.channel_axis)
-    except (SplitError, VerificationError) as e:
+    except (SplitError, VerificationError, CodecConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     shape = "x".join(map(str, res.point.shape[1:]))
@@ -178,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--granularity", default="tensor", choices=["tensor", "channel"])
     e.add_argument("--clip", default="none", choices=["none", "percentile", "mse"])
     e.add_argument("--quantizer", default="uniform", choices=["uniform", "ecsq"])
+    e.add_argument("--transform", default="none", choices=["none", "dct"],
+                   help="dct: block DCT of the feature maps before quantization (smooth, dense maps)")
+    e.add_argument("--block", type=int, default=8, help="with --transform dct: block size, 2..16")
+    e.add_argument("--step", type=float, default=0.02,
+                   help="with --transform dct: quantization step as a fraction of the tensor's range")
     e.add_argument("--tail-backend", default="python", choices=["python", "onnxruntime"],
                    help="python: onnxruntime inside the Python backend (bundled server); "
                         "onnxruntime: Triton's onnxruntime backend (NGC images)")

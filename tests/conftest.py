@@ -29,6 +29,22 @@ def signed_features(rng, shape=(2, 16, 7, 9)):
     return (rng.laplace(size=shape) * scale).astype(np.float32)
 
 
+def smooth_features(rng, shape=(2, 6, 12, 10)):
+    """Smooth signed maps (EfficientNet-like linear bottlenecks seen by the DCT): per map a few random
+    low-frequency waves plus a little noise, one scale per channel."""
+    h, w = shape[-2], shape[-1]
+    lead = shape[:-2]
+    yy = np.arange(h)[:, None] / max(h, 1)
+    xx = np.arange(w)[None, :] / max(w, 1)
+    out = np.zeros(shape)
+    for _ in range(4):
+        fy, fx = rng.uniform(0, 2, size=lead + (1, 1)), rng.uniform(0, 2, size=lead + (1, 1))
+        phase = rng.uniform(0, 2 * np.pi, size=lead + (1, 1))
+        out += rng.normal(size=lead + (1, 1)) * np.cos(2 * np.pi * (fy * yy + fx * xx) + phase)
+    scale = np.exp(rng.normal(size=(1,) * (len(shape) - 3) + (shape[-3], 1, 1))) if len(shape) >= 3 else 1.0
+    return ((out + 0.02 * rng.normal(size=shape)) * scale).astype(np.float32)
+
+
 # Codec configurations the CUDA engine tests run through (host emulation and real GPU alike).
 CUDA_CONFIGS = [
     dict(),

@@ -1,4 +1,4 @@
-"""Regenerate tests/golden/ (only when the format version changes on purpose!).
+"""Regenerate tests/golden/ (only when the format changes on purpose!).
 
     python tests/make_golden.py
 
@@ -14,7 +14,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).parent))
 import codec_cupy as cc  # noqa: E402
-from conftest import relu_features, signed_features  # noqa: E402
+from conftest import relu_features, signed_features, smooth_features  # noqa: E402
 
 GOLDEN = pathlib.Path(__file__).parent / "golden"
 
@@ -30,6 +30,10 @@ def cases():
     yield "vector_b1", rng.standard_normal(50).astype(np.float32), dict(bits=1, axis=None, prob_bits=9)
     yield "zeros_b8", np.zeros((1, 4, 2, 2), np.float32), dict(bits=8)
     yield "scalar_b5", np.array(-2.5, np.float32), dict(bits=5)
+    # format version 2: DCT blocks (tensor maps not multiples of the block, a zero-masked frequency)
+    yield "smooth_dct8", smooth_features(rng, (1, 3, 11, 13)), dict(transform="dct", block=8, step=0.03)
+    yield "smooth_dct3_b5", smooth_features(rng, (2, 2, 5, 7)), dict(transform="dct", block=3, step=0.05, bits=5,
+                                                                      sparse="on")
 
 
 def main():

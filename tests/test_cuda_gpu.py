@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import codec_cupy as cc
-from codec_cupy import _container, _cuda, _reference
+from codec_cupy import _container, _cuda, _reference, _transform
 from codec_cupy._crc32c import crc32c
 from codec_cupy.errors import CorruptStreamError
 from conftest import CUDA_CONFIGS, relu_features, signed_features
@@ -120,6 +120,27 @@ def test_gpu_corrupt_streams_agree_with_reference():
             continue
         np.testing.assert_array_equal(bits_of(_cuda.decode(h, bad)), bits_of(ref))
     assert rejected > 20
+
+
+@pytest.mark.parametrize("block", range(_transform.MIN_BLOCK, _transform.MAX_BLOCK + 1))
+def test_gpu_inverse_transform_matches_reference_bits(block):
+    """sw_inverse_dct on the GPU (NVRTC, __fmul_rn/__fadd_rn) == _transform.inverse bit for bit."""
+    rng = np.random.default_rng(2000 + block)
+    for shape in [(3, 5, 7, 9), (1, 1, 1, 1), (2, 17, 16), (1, 16, 16), (4, 33), (1, 64, 56, 56)]:
+        p, bb = _transform.coded_view_shape(shape, block)
+        coef = (rng.normal(size=(p, bb)) * 10.0 ** rng.uniform(-3, 3, size=(p, bb))).astype(np.float32)
+        ref = _transform.inverse(coef, shape, block)
+        y = _cuda.inverse_transform(cp.asarray(coef), shape, block)
+        assert isinstance(y, cp.ndarray) and y.shape == shape and y.dtype == np.float32
+        assert np.array_equal(cp.asnumpy(y).view(np.uint32), ref.view(np.uint32)), (shape, block)
+        y16 = _cuda.inverse_transform(coef, shape, block, out_dtype=np.float16)       # NumPy input too
+        assert y16.dtype == np.float16
+        with np.errstate(over="ignore"):
+            np.testing.assert_array_equal(bits_of(y16), bits_of(ref.astype(np.float16)))
+    for shape in [(0, 5, 7), (2, 0, 9), (3, 4, 0)]:
+        coef = cp.zeros(_transform.coded_view_shape(shape, block), cp.float32)
+        y = _cuda.inverse_transform(coef, shape, block)
+        assert y.shape == shape and y.dtype == np.float32
 
 
 MEMCHECK_SCRIPT = textwrap.dedent("""

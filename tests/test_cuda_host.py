@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 import codec_cupy as cc
-from codec_cupy import _container, _cuda, _encoder, _reference
+from codec_cupy import _container, _cuda, _encoder, _reference, _transform
 from codec_cupy._crc32c import crc32c
 from codec_cupy.errors import CorruptStreamError, DecodeError
 from conftest import CUDA_CONFIGS, relu_features, signed_features
@@ -126,7 +126,7 @@ def test_nvrtc_compiles_the_kernel_source():
     lib.nvrtcGetPTX(prog, ptx)
     text = ptx.value.decode()
     for name in ("sw_decode_f32", "sw_decode_f16", "sw_quantize_f32", "sw_quantize_f16", "sw_histogram",
-                 "sw_rans_encode", "sw_compact"):
+                 "sw_rans_encode", "sw_compact", "sw_inverse_dct"):
         assert f".entry {name}(" in text
     assert "fma.rn.f32" not in text                     # no contraction in the exact float paths
     lib.nvrtcDestroyProgram(ctypes.byref(prog))
@@ -306,7 +306,10 @@ def test_golden_vectors(emu):
         check_decode(emu, blob)
         out = path.with_suffix(".out.npy")
         if out.exists():
-            (y,) = _cuda.decode_items(emu, [(_container.parse(blob), blob)])
+            h = _container.parse(blob)
+            (y,) = _cuda.decode_items(emu, [(h, blob)])
+            if h.block:                                     # version 2: the kernel's inverse DCT too
+                y = _cuda.inverse_transform_on(emu, y, h.tensor_shape, h.block)
             np.testing.assert_array_equal(bits_of(y), bits_of(np.load(out).astype(np.float32)))
 
 
@@ -509,6 +512,91 @@ def test_float16_conversion_matches_numpy(emu):
 
 
 # ------------------------------------------------------------------------------------------------
+# inverse block DCT (coding mode "transform")
+# ------------------------------------------------------------------------------------------------
+
+TRANSFORM_SHAPES = [(3, 5, 7, 9), (1, 1, 1, 1), (2, 17, 16), (1, 16, 16), (4, 33), (2, 3, 31, 2)]
+TRANSFORM_EMPTY = [(0, 5, 7), (2, 0, 9), (3, 4, 0), (0, 0), (1, 0, 0, 3)]
+
+
+def mixed_coefficients(rng, shape, block):
+    """Random (P, B*B) float32 coefficients spanning six decades (normal * 10**U(-3, 3))."""
+    p, bb = _transform.coded_view_shape(shape, block)
+    return (rng.normal(size=(p, bb)) * 10.0 ** rng.uniform(-3, 3, size=(p, bb))).astype(np.float32)
+
+
+@pytest.mark.parametrize("block", range(_transform.MIN_BLOCK, _transform.MAX_BLOCK + 1))
+def test_inverse_transform_matches_reference_bits(emu, block):
+    """sw_inverse_dct == _transform.inverse bit for bit, for every B and maps that are not whole
+    blocks (so the kernel's cropping and block numbering are exercised too)."""
+    rng = np.random.default_rng(1000 + block)
+    for shape in TRANSFORM_SHAPES:
+        coef = mixed_coefficients(rng, shape, block)
+        ref = _transform.inverse(coef, shape, block)
+        y = _cuda.inverse_transform_on(emu, coef, shape, block)
+        assert y.shape == shape and y.dtype == np.float32 and ref.dtype == np.float32
+        assert np.array_equal(y.view(np.uint32), ref.view(np.uint32)), (shape, block)
+    # signed zeros: sums start from the first product (-0.0 stays -0.0, 0.0 + -0.0 would not)
+    for fill in (-0.0, 0.0):
+        coef = np.full(_transform.coded_view_shape((2, 5, 7), block), fill, np.float32)
+        coef[::2, 1::3] = -0.0 if fill == 0.0 else 0.0
+        y = _cuda.inverse_transform_on(emu, coef, (2, 5, 7), block)
+        np.testing.assert_array_equal(bits_of(y), bits_of(_transform.inverse(coef, (2, 5, 7), block)))
+    # coefficients of a smooth tensor (what the encoder actually produces)
+    x = np.cumsum(np.cumsum(rng.normal(size=(2, 3, 19, 21)), axis=-1), axis=-2).astype(np.float32)
+    coef = _transform.forward(x, block)
+    y = _cuda.inverse_transform_on(emu, coef, x.shape, block)
+    np.testing.assert_array_equal(bits_of(y), bits_of(_transform.inverse(coef, x.shape, block)))
+
+
+@pytest.mark.parametrize("shape", TRANSFORM_EMPTY)
+def test_inverse_transform_empty(emu, shape):
+    for block in (2, 7, 16):
+        coef = np.zeros(_transform.coded_view_shape(shape, block), np.float32)
+        y = _cuda.inverse_transform_on(emu, coef, shape, block)
+        ref = _transform.inverse(coef, shape, block)
+        assert y.shape == ref.shape == shape and y.dtype == np.float32
+
+
+def test_inverse_transform_rejects_bad_arguments(emu):
+    coef = np.zeros(_transform.coded_view_shape((2, 5, 7), 4), np.float32)
+    for block in (1, 17):
+        with pytest.raises(ValueError, match="block"):
+            _cuda.inverse_transform_on(emu, coef, (2, 5, 7), block)
+    with pytest.raises(ValueError, match="expected"):
+        _cuda.inverse_transform_on(emu, coef, (2, 5, 7), 3)
+    with pytest.raises(ValueError, match="dimensions"):
+        _cuda.inverse_transform_on(emu, np.zeros((1, 16), np.float32), (5,), 4)
+
+
+def test_inverse_transform_kernel_guards(emu):
+    """Launched with inconsistent arguments the kernel writes nothing it should not: threads past
+    the end (the guard zones catch any write), a block size outside 2..16, blocks outside (BY, BX)."""
+    rng = np.random.default_rng(8)
+    lead, h, w, b = 2, 9, 10, 4
+    coef = rng.normal(size=_transform.coded_view_shape((lead, h, w), b)).astype(np.float32)
+    basis = np.ascontiguousarray(_transform.basis(b)).reshape(-1)
+    ref = _transform.inverse(coef, (lead, h, w), b).reshape(-1)
+    sentinel = np.float32(-12345.5)
+    # 3 blocks of 256 threads for 180 outputs: only the outputs are written
+    out = np.full(lead * h * w, sentinel, np.float32)
+    emu.launch("sw_inverse_dct", 3, 256, 0, [coef.reshape(-1), basis, lead, h, w, b, 3, 3, out])
+    np.testing.assert_array_equal(bits_of(out), bits_of(ref))
+    for bad_b in (0, 1, 17, 1 << 20):
+        out = np.full(lead * h * w, sentinel, np.float32)
+        emu.launch("sw_inverse_dct", 1, 256, 0, [coef.reshape(-1), basis, lead, h, w, bad_b, 3, 3, out])
+        assert (out == sentinel).all()
+    # BY = BX = 2 (too few): rows / columns >= 8 belong to no block and stay untouched
+    small = np.ascontiguousarray(coef.reshape(lead, 3, 3, b * b)[:, :2, :2]).reshape(-1)
+    out = np.full(lead * h * w, sentinel, np.float32)
+    emu.launch("sw_inverse_dct", 1, 256, 0, [small, basis, lead, h, w, b, 2, 2, out])
+    maps = out.reshape(lead, h, w)
+    assert (maps[:, 8:, :] == sentinel).all() and (maps[:, :, 8:] == sentinel).all()
+    expect = _transform.inverse(small.reshape(-1, b * b), (lead, 8, 8), b)
+    np.testing.assert_array_equal(bits_of(maps[:, :8, :8]), bits_of(expect))
+
+
+# ------------------------------------------------------------------------------------------------
 # AddressSanitizer
 # ------------------------------------------------------------------------------------------------
 
@@ -547,6 +635,12 @@ ASAN_SCRIPT = textwrap.dedent("""
             args = [emu.section(plan.buffer, plan.sections, n) for n in _cuda.DECODE_INPUTS]
             emu.launch("sw_decode_f32", plan.grid, plan.block, plan.smem, args + [out, err])
             assert err[0] & 16
+    from codec_cupy import _transform
+    for block in (2, 5, 16):
+        for shape in ((3, 5, 7, 9), (2, 17, 16), (1, 1, 1)):
+            coef = rng.normal(size=_transform.coded_view_shape(shape, block)).astype(np.float32)
+            y = _cuda.inverse_transform_on(emu, coef, shape, block)
+            assert np.array_equal(y.view(np.uint32), _transform.inverse(coef, shape, block).view(np.uint32))
     print("ASAN-OK", flagged, decoded)
 """)
 

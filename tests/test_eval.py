@@ -33,6 +33,9 @@ def test_config_expands_points():
     assert [p["label"] for p in cfg.codecs["default"]] == ["splitwire uniform/tensor bits=2", "splitwire uniform/tensor bits=4",
                                                 "float16"]
     assert cfg.models[0].metric == "agreement"
+    dct = expand_codec_entry({"type": "splitwire", "transform": "dct", "block": 7, "step": [0.02, 0.04]})
+    assert [(p["line"], p["label"]) for p in dct] == [("splitwire dct7", "splitwire dct7 step=0.02"),
+                                                      ("splitwire dct7", "splitwire dct7 step=0.04")]
     fm = parse_config(_cfg(models=["fmnist_resnet50"]), "t.yaml").models[0]
     assert (fm.dataset, fm.metric, fm.splits) == ("fashion_mnist", "top1", "recommended")
 
@@ -98,6 +101,7 @@ def test_tile_untile_inverse():
 
 ENTRIES = [{"type": "splitwire", "bits": 8}, {"type": "splitwire", "bits": 2, "quantizer": "ecsq", "clip": "mse"},
            {"type": "splitwire", "bits": 4, "granularity": "channel"},
+           {"type": "splitwire", "transform": "dct", "block": 3, "step": [0.02, 0.1]},
            {"type": "float32"}, {"type": "float16"}, {"type": "int8", "entropy": ["zstd", "lz4", "none"]},
            {"type": "png"}, {"type": "jpeg", "quality": 95}, {"type": "webp", "quality": 95},
            {"type": "hevc", "qp": 4}]
@@ -122,6 +126,8 @@ def test_codec_round_trip(entry, shape, axis):
             assert err == 0
         elif point["type"] in ("float16",):
             assert err < 1e-2
+        elif point["params"].get("transform") == "dct":
+            assert err < span / 2, point["label"]
         elif point["type"] in ("int8", "png") or point["params"].get("bits") == 8:
             assert err <= span / 255 * 0.51 + 1e-6, point["label"]    # 8-bit min-max: half a step
         else:

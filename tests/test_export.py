@@ -152,3 +152,23 @@ def test_cli_list_and_export(tmp_path):
                        timeout=300)
     assert r.returncode == 0, r.stderr
     assert (tmp_path / "tr" / "config.pbtxt").is_file() and "splitwire serve" in r.stdout
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
+                        "--transform", "dct", "--block", "1", "--out", str(tmp_path), "--name", "bad"],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "block" in r.stderr and not (tmp_path / "bad").exists()
+
+
+def test_published_dct_settings_reach_the_client_config(tiny, tmp_path):
+    import codec_cupy as cc
+    from client.split_client import ClientError, codec_config
+
+    export_split(tiny.module, "layer2", tmp_path, name="tiny", input_shape=tiny.input_shape, transform="dct",
+                 block=4, step=0.05)
+    codec = json.loads((tmp_path / "tiny" / "splitwire.json").read_text())["codec"]
+    assert codec["transform"] == "dct" and codec["block"] == 4 and codec["step"] == 0.05
+    cfg = codec_config(cc, codec)
+    assert (cfg.transform, cfg.block, cfg.step, cfg.bits) == ("dct", 4, 0.05, 8)
+    with pytest.raises(ClientError, match="unknown codec setting"):
+        codec_config(cc, {**codec, "stepp": 0.1})
+    with pytest.raises(ClientError, match="step"):
+        codec_config(cc, {**codec, "step": 2.0})

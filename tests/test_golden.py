@@ -1,4 +1,4 @@
-"""Golden vectors pin format version 1: every engine must write and read exactly these bytes."""
+"""Golden vectors pin the format (versions 1 and 2): every engine must write and read exactly these bytes."""
 
 import json
 import pathlib
@@ -31,4 +31,5 @@ def test_golden(name, engine):
 def test_golden_blob_layout_starts_with_magic_and_version():
     for name in NAMES:
         blob = (GOLDEN / f"{name}.spwc").read_bytes()
-        assert blob[:4] == b"SPWC" and blob[4] == 1
+        transform = json.loads((GOLDEN / f"{name}.json").read_text()).get("transform", "none") != "none"
+        assert blob[:4] == b"SPWC" and blob[4] == (2 if transform else 1)

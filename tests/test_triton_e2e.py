@@ -181,6 +181,27 @@ def test_one_blob_may_carry_a_batch(client, images):
     assert [int(v) for v in y.argmax(1)] == [im[2] for im in images[:3]]
 
 
+def test_dct_blobs_decode_on_the_same_server(server, client, images, head_cache):
+    """Format version 2 (transform="dct") needs nothing on the server: the decoder reads any valid blob."""
+    from tritonclient.utils import InferenceServerException
+
+    c = SplitClient(server.url, MODEL, codec={"transform": "dct", "block": 7, "step": 0.02})
+    try:
+        for name, x, want in images[:4]:
+            features = c.head(x)
+            blob = c.encode(features)
+            assert blob[4] == 2 and len(blob) < 0.8 * len(client.encode(features))   # vs the 8-bit default
+            y = c.send(np.frombuffer(blob, np.uint8))
+            assert int(y.argmax()) == want, name
+        bad = bytearray(blob)
+        bad[len(bad) // 2] ^= 0x10
+        with pytest.raises(InferenceServerException, match="checksum"):
+            _infer_raw(server, np.frombuffer(bytes(bad), np.uint8), "UINT8")
+        assert int(client.infer(images[0][1]).argmax()) == images[0][2]          # still serving
+    finally:
+        c.close()
+
+
 @pytest.mark.parametrize("payload", ["raw", "fp16"])
 def test_uncompressed_baselines_go_through_the_same_ensemble(server, images, payload, head_cache):
     c = SplitClient(server.url, MODEL, payload=payload)

@@ -114,4 +114,7 @@ SW_EMU_ENTRY(sw_rans_encode, 14,
 SW_EMU_ENTRY(sw_compact, 9,
              sw_compact(a.p<sw_u16>(0), a.p<sw_u32>(1), a.p<sw_u32>(2), a.p<sw_u64>(3), a.u(4),
                         a.u(5), a.u(6), a.u64(7), a.p<sw_u8>(8)))
+SW_EMU_ENTRY(sw_inverse_dct, 9,
+             sw_inverse_dct(a.p<float>(0), a.p<float>(1), a.u(2), a.u(3), a.u(4), a.u(5), a.u(6),
+                            a.u(7), a.p<float>(8)))
 }  // extern "C"

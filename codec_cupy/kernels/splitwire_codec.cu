@@ -1,5 +1,5 @@
 // splitwire_codec.cu -- the kernel entry points of engine "cuda" (thin wrappers; the logic lives in
-// sw_decode.cuh / sw_encode.cuh, the coder in sw_rans.cuh).
+// sw_decode.cuh / sw_encode.cuh / sw_transform.cuh, the coder in sw_rans.cuh).
 //
 // Built three ways from this one file:
 //   * NVRTC via cupy.RawModule (codec_cupy/_cuda.py), options -std=c++17 --fmad=false -I<here>;
@@ -20,6 +20,7 @@ extern __shared__ __align__(16) sw_u8 sw_dynamic_smem[];
 
 #include "sw_decode.cuh"
 #include "sw_encode.cuh"
+#include "sw_transform.cuh"
 
 #define SW_DECODE_ARGS                                                                        \
   const sw_u32 *items, const sw_u32 *blocks, const sw_u8 *payload, const sw_u32 *stream_off,  \
@@ -85,4 +86,12 @@ SW_KERNEL void SW_LAUNCH_BOUNDS(256) sw_compact(const sw_u16* scratch, const sw_
                                                 sw_u32 Np, sw_u32 P, sw_u32 S, sw_u64 out_bytes,
                                                 sw_u8* out) {
   sw_compact_block(scratch, states, nwords, offsets, Np, P, S, out_bytes, out);
+}
+
+// Inverse block DCT of the last two dims (coding mode "transform"): one thread per output element
+// of the lead x H x W float32 output; bit-exact contract in sw_transform.cuh.
+SW_KERNEL void SW_LAUNCH_BOUNDS(256) sw_inverse_dct(const float* coef, const float* basis,
+                                                    sw_u32 lead, sw_u32 H, sw_u32 W, sw_u32 B,
+                                                    sw_u32 BY, sw_u32 BX, float* out) {
+  sw_inverse_dct_element(coef, basis, lead, H, W, B, BY, BX, out);
 }
