@@ -985,7 +985,8 @@ def dequant_values(h: Header) -> np.ndarray:
     q = np.arange(1 << h.bits, dtype=np.int64)
     zero = np.broadcast_to(h.zero_point, (channels,))[:, None]
     scale = np.broadcast_to(h.scale, (channels,))[:, None]
-    return (q[None, :] - zero).astype(np.float32) * scale
+    with np.errstate(over="ignore"):            # a valid (huge) scale may overflow to inf, as specified
+        return (q[None, :] - zero).astype(np.float32) * scale
 
 
 _STREAM_ERRORS = {ERR_STATE: "initial state below 2**16", ERR_WORDS: "runs out of words",

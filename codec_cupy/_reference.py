@@ -158,6 +158,7 @@ def dequantize(h: Header, packed: np.ndarray) -> np.ndarray:
         else:
             scale = np.broadcast_to(h.scale, (channels,))[coded][:, None]
             zero = np.broadcast_to(h.zero_point, (channels,))[coded][:, None]
-            values = (q - zero).astype(np.float32) * scale
+            with np.errstate(over="ignore"):        # a valid (huge) scale may overflow to inf, as specified
+                values = (q - zero).astype(np.float32) * scale
         out[:, coded, :] = np.moveaxis(values.reshape(coded.size, outer, inner), 0, 1)
     return out.reshape(h.shape)

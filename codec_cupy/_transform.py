@@ -81,11 +81,12 @@ def inverse(coef: np.ndarray, shape: tuple[int, ...], block: int) -> np.ndarray:
     h, w = shape[-2:]
     t = basis(block)
     c = np.asarray(coef, np.float32).reshape(lead * by * bx, block, block)
-    rows = c[:, :, 0, None] * t[0]                       # (P, u, j)
-    for v in range(1, block):
-        rows = rows + c[:, :, v, None] * t[v]
-    y = t[0][None, :, None] * rows[:, 0, None, :]        # (P, i, j)
-    for u in range(1, block):
-        y = y + t[u][None, :, None] * rows[:, u, None, :]
+    with np.errstate(over="ignore", invalid="ignore"):   # inf coefficients (huge valid scales) as specified
+        rows = c[:, :, 0, None] * t[0]                   # (P, u, j)
+        for v in range(1, block):
+            rows = rows + c[:, :, v, None] * t[v]
+        y = t[0][None, :, None] * rows[:, 0, None, :]    # (P, i, j)
+        for u in range(1, block):
+            y = y + t[u][None, :, None] * rows[:, u, None, :]
     maps = y.reshape(lead, by, bx, block, block).transpose(0, 1, 3, 2, 4).reshape(lead, by * block, bx * block)
     return np.ascontiguousarray(maps[:, :h, :w]).reshape(shape)
