@@ -693,3 +693,28 @@ def test_device_encode_drops_the_mask_where_the_reference_does(emu, engine, bits
     assert not cc.inspect(blob)["plan"]["zero_mask"]
     assert _cuda.encode_on(emu, x, config) == blob
     check_encode(engine, x, config)
+
+
+def test_transform_blobs_through_the_api_cuda_path(emu, monkeypatch):
+    """``api``'s device="cuda" path on version-2 blobs, with the emulated kernels standing in for the
+    GPU: a mixed batch decodes (float32 and float16) to the host engines' bits, and a transform
+    encode on the kernels writes the reference's bytes."""
+    import types
+
+    from codec_cupy import api
+    from conftest import smooth_features
+
+    shim = types.SimpleNamespace(
+        decode_batch=lambda items, out_dtype=np.float32: _cuda.decode_items(emu, items, out_dtype=out_dtype),
+        inverse_transform=lambda y, shape, block, out_dtype=np.float32:
+            _cuda.inverse_transform_on(emu, y, shape, block).astype(out_dtype))
+    monkeypatch.setattr(api, "_cuda", lambda: shim)
+    x = smooth_features(np.random.default_rng(78), (2, 3, 13, 11))
+    blobs = [cc.encode(x, cc.CodecConfig(transform="dct", block=b, step=0.05), engine="reference") for b in (4, 8)]
+    blobs.append(cc.encode(x, cc.CodecConfig(bits=4), engine="reference"))
+    for dtype in (np.float32, np.float16):
+        for blob, y in zip(blobs, cc.decode_batch(blobs, device="cuda", out_dtype=dtype)):
+            np.testing.assert_array_equal(bits_of(y), bits_of(cc.decode(blob, engine="cpu").astype(dtype)))
+    np.testing.assert_array_equal(bits_of(cc.decode(blobs[0], device="cuda")), bits_of(cc.decode(blobs[0])))
+    cfg = cc.CodecConfig(transform="dct", block=8, step=0.05)
+    assert _cuda.encode_on(emu, x, cfg) == blobs[1]
