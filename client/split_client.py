@@ -51,7 +51,7 @@ def _cache_dir() -> Path:
 
 
 _CODEC_KEYS = ("bits", "granularity", "axis", "clip", "percentile", "quantizer", "ecsq_lambda", "transform", "block",
-               "step")
+               "step", "frequency_weight")
 
 
 def codec_config(cc, settings: dict):

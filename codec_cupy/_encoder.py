@@ -13,8 +13,8 @@ import math
 import numpy as np
 
 from . import _container, _planner, _transform
-from ._quantizer import (BF16_MAX, F32_TINY, QuantParams, clip_range, ecsq_params, subsample_rows, transform_params,
-                         uniform_params)
+from ._quantizer import (BF16_MAX, F32_TINY, QuantParams, clip_range, ecsq_params, frequency_steps, subsample_rows,
+                         transform_params, uniform_params)
 from .config import AUTO, CodecConfig
 from .errors import InputError
 
@@ -131,7 +131,8 @@ class _Frame:
 
 def _encode_transformed(engine, x: np.ndarray, dtype: np.dtype, cfg: CodecConfig) -> bytes:
     """transform="dct": the (P, B*B) DCT coefficients of the maps, one uniform quantizer per frequency
-    (its step at least ``cfg.step`` of the tensor's range), coded as a per-channel view."""
+    (its step at least ``cfg.step`` of the tensor's range, times 1 + frequency_weight * (u + v)),
+    coded as a per-channel view."""
     if x.ndim < 2:
         raise InputError(f"transform='dct' transforms the last two dimensions (the maps); got a {x.ndim}-d "
                          "tensor: reshape it to at least 2 dimensions or use transform='none'")
@@ -143,7 +144,8 @@ def _encode_transformed(engine, x: np.ndarray, dtype: np.dtype, cfg: CodecConfig
                          "limit); scale the tensor down or use transform='none'")
     xv = coef.reshape(coef.shape[0], coef.shape[1], 1)
     clo, chi = engine.minmax(xv)
-    params = transform_params(clo, chi, cfg.step * value_range, cfg.bits)
+    steps = frequency_steps(cfg.step * value_range, cfg.block, cfg.frequency_weight)
+    params = transform_params(clo, chi, steps, cfg.bits)
     frame = _Frame(dtype, coef.shape, 1, True, cfg.block, tuple(x.shape))
     return _encode_view(engine, xv, params, frame, cfg)
 

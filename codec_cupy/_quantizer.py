@@ -58,12 +58,18 @@ def uniform_params(lo: np.ndarray, hi: np.ndarray, bits: int, per_channel: bool)
     return QuantParams(scale=np.atleast_1d(scale), zero_point=np.atleast_1d(zero))
 
 
-def transform_params(lo: np.ndarray, hi: np.ndarray, step: float, bits: int) -> QuantParams:
+def frequency_steps(step: float, block: int, weight: float) -> np.ndarray:
+    """(B*B,) float64: step * (1 + weight * (u + v)) for frequency u*B + v."""
+    u, v = np.divmod(np.arange(block * block), block)
+    return step * (1.0 + weight * (u + v))
+
+
+def transform_params(lo: np.ndarray, hi: np.ndarray, step, bits: int) -> QuantParams:
     """Per-frequency scale/zero point for DCT coefficients. Every frequency gets the same zero point,
     the middle symbol 2**(bits-1) (at 1 bit: its range's), so that their symbol distributions line up
-    and the channel-group tables fit them all; the scale is the common ``step`` where the frequency's
-    range fits around that zero point, else the smallest that fits (rounded up to bf16, so 0.0 stays
-    exact and nothing clips)."""
+    and the channel-group tables fit them all; the scale is the frequency's ``step`` (a scalar or one
+    per frequency) where its range fits around that zero point, else the smallest that fits (rounded
+    up to bf16, so 0.0 stays exact and nothing clips)."""
     qmax = (1 << bits) - 1
     lo = np.minimum(np.asarray(lo, np.float64), 0.0)
     hi = np.maximum(np.asarray(hi, np.float64), 0.0)

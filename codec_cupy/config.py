@@ -46,6 +46,9 @@ class CodecConfig:
       step         with transform="dct": the coefficient quantization step as a fraction of the
                    tensor's value range (max(x, 0) - min(x, 0)), in (0, 1]; the rate knob. A
                    frequency whose range needs more than 2**bits steps gets a coarser one.
+      frequency_weight  with transform="dct": frequency (u, v) gets step * (1 + frequency_weight *
+                   (u + v)), coarser steps for finer detail; in [0, 16] (0: one step for all). Larger
+                   weights trade high fidelity for low rates (docs/CODEC.md).
 
     Entropy modeling ("auto" lets the planner choose from the symbol statistics)
       sparse       zero-channel mask: "auto", "on", "off". "auto" drops it where coding the zero
@@ -73,6 +76,7 @@ class CodecConfig:
     transform: Literal["none", "dct"] = "none"
     block: int = 8
     step: float = 0.02
+    frequency_weight: float = 0.0
     sparse: Literal["auto", "on", "off"] = "auto"
     pack: Union[int, Literal["auto"]] = AUTO
     tables: Union[int, Literal["auto"]] = AUTO
@@ -105,6 +109,9 @@ class CodecConfig:
         if not (isinstance(self.step, (int, float)) and not isinstance(self.step, bool)
                 and 0.0 < float(self.step) <= 1.0):
             raise ConfigError(f"CodecConfig.step={self.step!r} must be a number in (0, 1]")
+        if not (isinstance(self.frequency_weight, (int, float)) and not isinstance(self.frequency_weight, bool)
+                and 0.0 <= float(self.frequency_weight) <= 16.0):
+            raise ConfigError(f"CodecConfig.frequency_weight={self.frequency_weight!r} must be a number in [0, 16]")
         if self.transform == "dct" and (self.quantizer != "uniform" or self.granularity != "tensor"
                                         or self.clip != "none"):
             raise ConfigError("transform='dct' quantizes each frequency with its own uniform scale; use "

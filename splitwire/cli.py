@@ -46,7 +46,8 @@ def _export(a) -> int:
     try:
         res = export_split(spec.module, layer, a.out, name=name, input_shape=spec.input_shape, bits=a.bits,
                            granularity=a.granularity, clip=a.clip, quantizer=a.quantizer,
-                           transform=a.transform, block=a.block, step=a.step, preprocess=spec.preprocess,
+                           transform=a.transform, block=a.block, step=a.step,
+                           frequency_weight=a.frequency_weight, preprocess=spec.preprocess,
                            labels=spec.labels, tail_backend=a.tail_backend,
                            device=a.device, max_batch=a.max_batch, instances=a.instances,
                            channel_axis=spec.channel_axis)
@@ -186,6 +187,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--block", type=int, default=8, help="with --transform dct: block size, 2..16")
     e.add_argument("--step", type=float, default=0.02,
                    help="with --transform dct: quantization step as a fraction of the tensor's range")
+    e.add_argument("--frequency-weight", type=float, default=0.0,
+                   help="with --transform dct: frequency (u, v) gets step * (1 + weight * (u + v))")
     e.add_argument("--tail-backend", default="python", choices=["python", "onnxruntime"],
                    help="python: onnxruntime inside the Python backend (bundled server); "
                         "onnxruntime: Triton's onnxruntime backend (NGC images)")

@@ -95,7 +95,7 @@ def export_onnx(model: torch.nn.Module, layer: str, workdir: Path, input_shape: 
 def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: str,
                  input_shape: tuple[int, int, int], bits: int = 8, granularity: str = "tensor",
                  clip: str = "none", quantizer: str = "uniform", transform: str = "none", block: int = 8,
-                 step: float = 0.02, preprocess: dict | None = None, labels: list[str] | None = None,
+                 step: float = 0.02, frequency_weight: float = 0.0, preprocess: dict | None = None, labels: list[str] | None = None,
                  tail_backend: str = "python", device: str = "cpu", max_batch: int = 16,
                  instances: int = 1, opset: int = 17, channel_axis: int = 1) -> ExportResult:
     """Cut ``model`` after module ``layer`` and write a Triton repository into ``out``.
@@ -109,7 +109,7 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
     repository.check_name(name)
     import codec_cupy as cc
     cc.CodecConfig(bits=bits, granularity=granularity, clip=clip, quantizer=quantizer, transform=transform,
-                   block=block, step=step)          # ConfigError now, not on the first client
+                   block=block, step=step, frequency_weight=frequency_weight)   # ConfigError now, not on a client
     with tempfile.TemporaryDirectory(prefix="splitwire-export-") as tmp:
         head_path, tail_path, point, err, out_shape = export_onnx(
             model, layer, Path(tmp), tuple(input_shape), opset=opset)
@@ -126,7 +126,8 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
             "feature_shape": list(point.shape[1:]),
             "output_shape": list(out_shape),
             "codec": {"bits": bits, "granularity": granularity, "axis": axis, "clip": clip,
-                      "quantizer": quantizer, **({"transform": transform, "block": block, "step": step}
+                      "quantizer": quantizer, **({"transform": transform, "block": block, "step": step,
+                                                  "frequency_weight": frequency_weight}
                                                  if transform != "none" else {})},
             "max_batch": max_batch,
             "head": {"model": f"{name}_head", "sha256": hashlib.sha256(head_bytes).hexdigest(),

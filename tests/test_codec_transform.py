@@ -176,6 +176,9 @@ def test_config_and_input_errors():
     for step in (0, -0.1, 1.5, float("nan"), "0.1"):
         with pytest.raises(ConfigError, match="step"):
             cc.CodecConfig(transform="dct", step=step)
+    for weight in (-0.1, 17, float("inf"), True):
+        with pytest.raises(ConfigError, match="frequency_weight"):
+            cc.CodecConfig(transform="dct", frequency_weight=weight)
     for x in (np.ones(5, np.float32), np.array(1.0, np.float32)):
         with pytest.raises(InputError, match="2 dimensions"):
             cc.encode(x, cc.CodecConfig(transform="dct"))
@@ -267,3 +270,18 @@ def test_scale_floor_is_the_step():
     assert h.per_channel and h.scale.shape == (64,)
     assert np.all(h.scale >= np.float32(floor) * (1 - 2 ** -8))
     assert np.sum(np.isclose(h.scale, h.scale.min(), rtol=2 ** -7)) > 32
+
+
+def test_frequency_weight_coarsens_the_fine_frequencies():
+    """step * (1 + w * (u + v)): the floors grow with u + v, the DC keeps the plain step, and the
+    blob gets smaller (the bytes still agree between engines)."""
+    x = smooth_features(np.random.default_rng(6), (1, 3, 16, 16))
+    floor = 0.03 * (max(float(x.max()), 0.0) - min(float(x.min()), 0.0))
+    plain = cc.encode(x, cc.CodecConfig(transform="dct", block=4, step=0.03))
+    cfg = cc.CodecConfig(transform="dct", block=4, step=0.03, frequency_weight=0.5)
+    weighted = cc.encode(x, cfg)
+    assert weighted == cc.encode(x, cfg, engine="reference") and len(weighted) < len(plain)
+    scale = _container.parse(weighted).scale
+    u, v = np.divmod(np.arange(16), 4)
+    assert np.all(scale >= np.float32(floor * (1 + 0.5 * (u + v))) * (1 - 2 ** -8))
+    assert scale[15] >= 3.9 * floor and scale[0] < 2 * floor

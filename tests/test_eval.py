@@ -36,6 +36,8 @@ def test_config_expands_points():
     dct = expand_codec_entry({"type": "splitwire", "transform": "dct", "block": 7, "step": [0.02, 0.04]})
     assert [(p["line"], p["label"]) for p in dct] == [("splitwire dct7", "splitwire dct7 step=0.02"),
                                                       ("splitwire dct7", "splitwire dct7 step=0.04")]
+    weighted = expand_codec_entry({"type": "splitwire", "transform": "dct", "frequency_weight": 0.25, "step": 0.1})
+    assert weighted[0]["label"] == "splitwire dct8 w=0.25 step=0.1"
     fm = parse_config(_cfg(models=["fmnist_resnet50"]), "t.yaml").models[0]
     assert (fm.dataset, fm.metric, fm.splits) == ("fashion_mnist", "top1", "recommended")
 

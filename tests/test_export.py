@@ -163,11 +163,11 @@ def test_published_dct_settings_reach_the_client_config(tiny, tmp_path):
     from client.split_client import ClientError, codec_config
 
     export_split(tiny.module, "layer2", tmp_path, name="tiny", input_shape=tiny.input_shape, transform="dct",
-                 block=4, step=0.05)
+                 block=4, step=0.05, frequency_weight=0.25)
     codec = json.loads((tmp_path / "tiny" / "splitwire.json").read_text())["codec"]
     assert codec["transform"] == "dct" and codec["block"] == 4 and codec["step"] == 0.05
     cfg = codec_config(cc, codec)
-    assert (cfg.transform, cfg.block, cfg.step, cfg.bits) == ("dct", 4, 0.05, 8)
+    assert (cfg.transform, cfg.block, cfg.step, cfg.frequency_weight, cfg.bits) == ("dct", 4, 0.05, 0.25, 8)
     with pytest.raises(ClientError, match="unknown codec setting"):
         codec_config(cc, {**codec, "stepp": 0.1})
     with pytest.raises(ClientError, match="step"):

@@ -8,8 +8,8 @@ edge device does: ``encode(x) -> bytes`` with everything the receiver needs beyo
 
 Registry (``type:`` in the YAML):
 
-* ``splitwire``: codec_cupy (uniform/ECSQ, per tensor/channel, clipping; ``transform: dct`` with ``block``
-  and ``step``, the step being the sweep axis of its line), one blob per sample.
+* ``splitwire``: codec_cupy (uniform/ECSQ, per tensor/channel, clipping; ``transform: dct`` with ``block``,
+  ``frequency_weight`` and ``step``, the step being the sweep axis of its line), one blob per sample.
 * ``float32`` / ``float16``: raw little-endian values.
 * ``int8``: per-tensor min-max to uint8 + 8-byte (min, max) header, then ``zstd`` (level 3) or ``lz4``
   (frame); ``entropy: none`` sends the bytes as they are.
@@ -328,7 +328,7 @@ CODECS: dict[str, type[Codec]] = {c.type: c for c in (
 # type -> (allowed keys, sweep key that varies along a line or None, display name)
 _SCHEMA = {
     "splitwire": ({"bits", "quantizer", "granularity", "clip", "percentile", "ecsq_lambda", "sparse", "transform",
-                   "block", "step"}, "bits", "splitwire"),
+                   "block", "step", "frequency_weight"}, "bits", "splitwire"),
     "float32": (set(), None, "float32"),
     "float16": (set(), None, "float16"),
     "int8": ({"entropy", "level"}, None, "int8"),
@@ -343,6 +343,8 @@ _REQUIRED = {"jpeg": ("quality",), "webp": ("quality",), "hevc": ("qp",)}
 def _line_name(typ: str, p: dict) -> str:
     if typ == "splitwire" and p.get("transform", "none") == "dct":
         s = f"splitwire dct{p.get('block', 8)}"          # the rate knob is step: one line per block size
+        if p.get("frequency_weight", 0):
+            s += f" w={p['frequency_weight']:g}"
         return s if p.get("bits", 8) == 8 else f"{s} bits={p['bits']}"
     if typ == "splitwire":
         s = f"splitwire {p.get('quantizer', 'uniform')}/{p.get('granularity', 'tensor')}"
