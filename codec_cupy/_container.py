@@ -433,9 +433,12 @@ H_OK = 0
 H_INVALID = 1
 
 # indices into the int64 ``info`` array ``parse_fields`` returns
+# (for a TRANSFORM blob, I_SIZE / I_CHANNELS / I_OUTER / I_INNER describe the coded (P, B*B) view,
+# ``shape`` the tensor, I_BLOCK its block; I_BLOCK is 0 for version 1)
 I_NDIM, I_SIZE, I_CHANNELS, I_OUTER, I_INNER, I_ROW, I_BITS, I_PACK, I_PROB_BITS, I_NTABLES, \
-    I_NSTREAMS, I_PAYLOAD, I_NUM_PACKED, I_GROUPS, I_PER, I_VSTRIDE, I_CODED = range(17)
-INFO_LEN = 17
+    I_NSTREAMS, I_PAYLOAD, I_NUM_PACKED, I_GROUPS, I_PER, I_VSTRIDE, I_CODED, I_BLOCK = range(18)
+INFO_LEN = 18
+_MIN_BLOCK, _MAX_BLOCK = _transform.MIN_BLOCK, _transform.MAX_BLOCK
 
 
 @njit
@@ -471,7 +474,8 @@ def _f32_at(buf, pos, count, stride):
 
 @njit
 def parse_fields(buf, body_end, max_elements):
-    """Validate buf[5:body_end] (magic, version and CRC already checked) like ``parse``.
+    """Validate buf[5:body_end] (magic, version and CRC already checked) like ``parse``, for
+    either version (buf[4]).
 
     Returns (status, info int64[INFO_LEN], shape int64[8], values float32 (rows * 2**bits,),
     zero_mask uint8 (C,), coded int64 (Cc,), table_map int64 (C,), freqs int64 (T, A), nwords int64 (S,)).
@@ -495,7 +499,11 @@ def parse_fields(buf, body_end, max_elements):
     ndim = np.int64(buf[8])
     axis = np.int64(buf[9])
     pos = 10
-    if flags & ~KNOWN_FLAGS or dtype_code > 1 or bits < 1 or bits > 8 or ndim > MAX_NDIM:
+    transform = buf[4] == VERSION_TRANSFORM
+    known = (KNOWN_FLAGS | FLAG_TRANSFORM) if transform else KNOWN_FLAGS
+    if flags & ~known or dtype_code > 1 or bits < 1 or bits > 8 or ndim > MAX_NDIM:
+        return bad
+    if transform and not flags & FLAG_TRANSFORM:
         return bad
     if axis != NO_AXIS and axis >= ndim:
         return bad
@@ -518,10 +526,34 @@ def parse_fields(buf, body_end, max_elements):
         if value != 0 and size > max_elements // value:       # size * value > max_elements
             return bad
         size *= value
+    block = np.int64(0)
+    if transform:                                              # FORMAT.md section 8: the coded view
+        if ndim < 2 or axis != NO_AXIS or not flags & FLAG_PER_CHANNEL or flags & FLAG_ECSQ or pos >= body_end:
+            return bad
+        block = np.int64(buf[pos])
+        pos += 1
+        if block < _MIN_BLOCK or block > _MAX_BLOCK:
+            return bad
+        nblocks = np.int64(0)                                  # a zero dimension: no blocks
+        if size:                                               # then every factor is <= size
+            h, w = shape[ndim - 2], shape[ndim - 1]
+            nblocks = size // (h * w) * ((h + block - 1) // block) * ((w + block - 1) // block)
+        if nblocks * block * block > max_elements:
+            return bad
+        size = nblocks * block * block
+        axis = np.int64(1)
     channels = np.int64(1)
     outer = np.int64(1)
     inner = size
-    if axis != NO_AXIS:
+    if transform:
+        channels = block * block
+        if channels > max_elements:
+            return bad
+        if size:
+            outer, inner = size // channels, np.int64(1)
+        else:
+            outer = inner = 0
+    elif axis != NO_AXIS:
         channels = shape[axis]
         if channels > max_elements:
             return bad
@@ -673,4 +705,5 @@ def parse_fields(buf, body_end, max_elements):
     info[I_PER] = per
     info[I_VSTRIDE] = vstride
     info[I_CODED] = ncoded
+    info[I_BLOCK] = block
     return H_OK, info, shape, values, zmask, coded, tmap, freqs, nwords

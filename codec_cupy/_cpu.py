@@ -13,8 +13,8 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _container, _transform
-from ._container import (H_INVALID, H_OK, I_BITS, I_CHANNELS, I_CODED, I_GROUPS, I_INNER, I_NDIM, I_NUM_PACKED,
-                         I_OUTER, I_PACK, I_PAYLOAD, I_PER, I_PROB_BITS, I_ROW, I_SIZE, I_VSTRIDE, MAX_NDIM, RANS_L,
+from ._container import (H_INVALID, H_OK, I_BITS, I_BLOCK, I_CHANNELS, I_CODED, I_GROUPS, I_INNER, I_NDIM,
+                         I_NUM_PACKED, I_OUTER, I_PACK, I_PAYLOAD, I_PER, I_PROB_BITS, I_ROW, I_SIZE, I_VSTRIDE, MAX_NDIM, RANS_L,
                          STATE_BYTES, Header, parse_fields)
 from ._crc32c import crc32c
 from ._jit import HAVE_NUMBA, njit
@@ -835,13 +835,16 @@ _MAGIC_LE = int.from_bytes(_container.MAGIC, "little")
 def _decode_blob(buf, body_end, max_elements, crc):
     """Check magic, version and the stored CRC against ``crc`` (of buf[:body_end]), parse and
     validate (``_container.parse_fields``), then decode: one compiled call. Returns (header
-    status, stream error, stream, out, shape, ndim); a header status other than H_OK means "let
-    ``parse`` raise"."""
-    if _read_state(buf, 0) != _MAGIC_LE or buf[4] != _container.VERSION or _read_state(buf, body_end) != crc:
-        return H_INVALID, 0, 0, np.empty(0, np.float32), np.zeros(MAX_NDIM, np.int64), 0
+    status, stream error, stream, out, shape, ndim, block); a header status other than H_OK means
+    "let ``parse`` raise". For a TRANSFORM blob (block > 0) ``out`` holds the (P, B*B) coefficients
+    and ``shape`` the tensor's."""
+    version = buf[4]
+    if (_read_state(buf, 0) != _MAGIC_LE or (version != _container.VERSION and version != _container.VERSION_TRANSFORM)
+            or _read_state(buf, body_end) != crc):
+        return H_INVALID, 0, 0, np.empty(0, np.float32), np.zeros(MAX_NDIM, np.int64), 0, 0
     st, info, shape, values, zmask, coded, tmap, freqs, nwords = parse_fields(buf, body_end, max_elements)
     if st != H_OK:
-        return st, 0, 0, np.empty(0, np.float32), shape, 0
+        return st, 0, 0, np.empty(0, np.float32), shape, 0, 0
     channels, outer, inner = info[I_CHANNELS], info[I_OUTER], info[I_INNER]
     out = np.empty(info[I_SIZE], np.float32)
     if info[I_CODED] < channels:
@@ -851,7 +854,7 @@ def _decode_blob(buf, body_end, max_elements, crc):
         err, stream = _decode_streams(buf, info[I_PAYLOAD], nwords, info[I_PER], info[I_NUM_PACKED],
                                       info[I_GROUPS], coded, tmap, freqs, info[I_PROB_BITS], info[I_BITS],
                                       info[I_PACK], info[I_ROW], inner, channels, values, info[I_VSTRIDE], out)
-    return H_OK, err, stream, out, shape, info[I_NDIM]
+    return H_OK, err, stream, out, shape, info[I_NDIM], info[I_BLOCK]
 
 
 # ---------------------------------------------------------------- engine interface
@@ -1014,37 +1017,103 @@ def decode(h: Header, blob) -> np.ndarray:
     return out.reshape(h.shape)
 
 
+TRANSFORM_LANES = 128       # blocks transformed together: the innermost loops run across them
+
+
 @njit
-def _inverse_dct(coef, t, lead, h, w, block, by, bx, out):
+def _lanes_scale(dst, src, factor):
+    """dst[k] = src[k] * factor for every lane (one rounded product: IEEE products commute)."""
+    for k in range(dst.shape[0]):
+        dst[k] = src[k] * factor
+
+
+@njit
+def _lanes_add_scaled(dst, src, factor):
+    """dst[k] = dst[k] + src[k] * factor for every lane: a rounded product, then a rounded sum."""
+    for k in range(dst.shape[0]):
+        dst[k] = dst[k] + src[k] * factor
+
+
+@njit
+def _block_origin(p, by, bx, block):
+    """(map, first row, first column) of block ``p`` (blocks in row-major order over the maps)."""
+    l, r = divmod(p, by * bx)
+    yb, xb = divmod(r, bx)
+    return l, yb * block, xb * block
+
+
+@njit
+def _forward_dct(x, t, nblocks, h, w, block, by, bx, coef):
+    """``_transform.forward``'s operations in its order (float64, no FMA contraction), for
+    TRANSFORM_LANES blocks at a time: every block's sums are independent, so the innermost loops
+    run across blocks and vectorize without reordering any block's sum."""
+    lanes = min(TRANSFORM_LANES, nblocks)                # no idle lanes on small tensors
+    xs = np.zeros((block, block, lanes), np.float64)
+    rows = np.empty((block, block, lanes), np.float64)
+    acc = np.empty(lanes, np.float64)
+    for p0 in range(0, nblocks, lanes):
+        n = min(lanes, nblocks - p0)
+        for k in range(n):                                # gather, repeating the last row / column
+            l, r0, c0 = _block_origin(p0 + k, by, bx, block)
+            for i in range(block):
+                r = min(r0 + i, h - 1)
+                for j in range(block):
+                    xs[i, j, k] = x[l, r, min(c0 + j, w - 1)]
+        for u in range(block):                            # rows[u, j] = sum_i T[u, i] * X[i, j]
+            for j in range(block):
+                _lanes_scale(rows[u, j], xs[0, j], t[u, 0])
+                for i in range(1, block):
+                    _lanes_add_scaled(rows[u, j], xs[i, j], t[u, i])
+        for u in range(block):                            # c[u, v] = sum_j rows[u, j] * T[v, j]
+            for v in range(block):
+                _lanes_scale(acc, rows[u, 0], t[v, 0])
+                for j in range(1, block):
+                    _lanes_add_scaled(acc, rows[u, j], t[v, j])
+                for k in range(n):
+                    coef[p0 + k, u * block + v] = np.float32(acc[k])
+
+
+def forward_transform(x: np.ndarray, block: int) -> np.ndarray:
+    """``_transform.forward``, compiled (bit for bit the same coefficients)."""
+    lead, by, bx = _transform.grid(x.shape, block)
+    h, w = x.shape[-2:]
+    coef = np.zeros((lead * by * bx, block * block), np.float32)
+    if lead and h and w:
+        _forward_dct(np.ascontiguousarray(x, np.float32).reshape(lead, h, w), _transform.basis(block, np.float64),
+                     lead * by * bx, h, w, block, by, bx, coef)
+    return coef
+
+
+@njit
+def _inverse_dct(coef, t, nblocks, h, w, block, by, bx, out):
     """FORMAT.md section 8, the operations of ``_transform.inverse`` in the same order (each
-    product and sum a float32 operation; Numba does not contract them into FMAs). The per-column
-    accumulations are independent, so the inner loops over j vectorize without reordering."""
-    rows = np.empty((block, block), np.float32)
-    y = np.empty((block, block), np.float32)
-    p = 0
-    for l in range(lead):
-        for yb in range(by):
-            for xb in range(bx):
-                c = coef[p]
-                for u in range(block):
-                    for j in range(block):
-                        rows[u, j] = c[u * block] * t[0, j]
-                    for v in range(1, block):
-                        cv = c[u * block + v]
-                        for j in range(block):
-                            rows[u, j] = rows[u, j] + cv * t[v, j]
-                for i in range(block):
-                    ti = t[0, i]
-                    for j in range(block):
-                        y[i, j] = ti * rows[0, j]
-                    for u in range(1, block):
-                        tu = t[u, i]
-                        for j in range(block):
-                            y[i, j] = y[i, j] + tu * rows[u, j]
-                for i in range(min(block, h - yb * block)):
-                    for j in range(min(block, w - xb * block)):
-                        out[l, yb * block + i, xb * block + j] = y[i, j]
-                p += 1
+    product and sum a float32 operation; Numba does not contract them into FMAs), for
+    TRANSFORM_LANES blocks at a time with the innermost loops across blocks, as in ``_forward_dct``."""
+    lanes = min(TRANSFORM_LANES, nblocks)                # no idle lanes on small tensors
+    cs = np.zeros((block, block, lanes), np.float32)
+    rows = np.empty((block, block, lanes), np.float32)
+    ys = np.empty((block, block, lanes), np.float32)
+    for p0 in range(0, nblocks, lanes):
+        n = min(lanes, nblocks - p0)
+        for k in range(n):
+            for u in range(block):
+                for v in range(block):
+                    cs[u, v, k] = coef[p0 + k, u * block + v]
+        for u in range(block):                            # rows[u, j] = sum_v c[u, v] * T[v, j]
+            for j in range(block):
+                _lanes_scale(rows[u, j], cs[u, 0], t[0, j])
+                for v in range(1, block):
+                    _lanes_add_scaled(rows[u, j], cs[u, v], t[v, j])
+        for i in range(block):                            # y[i, j] = sum_u T[u, i] * rows[u, j]
+            for j in range(block):
+                _lanes_scale(ys[i, j], rows[0, j], t[0, i])
+                for u in range(1, block):
+                    _lanes_add_scaled(ys[i, j], rows[u, j], t[u, i])
+        for k in range(n):                                # crop: only pixels inside the map
+            l, r0, c0 = _block_origin(p0 + k, by, bx, block)
+            for i in range(min(block, h - r0)):
+                for j in range(min(block, w - c0)):
+                    out[l, r0 + i, c0 + j] = ys[i, j, k]
 
 
 def inverse_transform(coef: np.ndarray, shape: tuple[int, ...], block: int) -> np.ndarray:
@@ -1054,7 +1123,7 @@ def inverse_transform(coef: np.ndarray, shape: tuple[int, ...], block: int) -> n
     out = np.empty((lead, h, w), np.float32)
     if out.size:
         _inverse_dct(np.ascontiguousarray(coef, np.float32).reshape(lead * by * bx, block * block),
-                     _transform.basis(block), lead, h, w, block, by, bx, out)
+                     _transform.basis(block), lead * by * bx, h, w, block, by, bx, out)
     return out.reshape(shape)
 
 
@@ -1075,13 +1144,16 @@ def decode_blob(data, max_elements: int) -> np.ndarray:
     if n < _MIN_BYTES or type(max_elements) is not int or not 0 <= max_elements <= _FAST_MAX_ELEMENTS:
         return _slow_decode(data, max_elements)
     body_end = n - _container.CRC_BYTES
-    status, err, stream, out, shape, ndim = _decode_blob(buf, body_end, max_elements, crc32c(buf[:body_end]))
+    status, err, stream, out, shape, ndim, block = _decode_blob(buf, body_end, max_elements, crc32c(buf[:body_end]))
     if status != H_OK:
         return _slow_decode(data, max_elements)
     if err:
         _raise_stream_error(err, stream)
-    return out.reshape(tuple(shape[:ndim].tolist()))
+    shape = tuple(shape[:ndim].tolist())
+    return inverse_transform(out, shape, int(block)) if block else out.reshape(shape)
 
 
 def _slow_decode(data, max_elements):
-    return decode(_container.parse(data, max_elements), data)
+    h = _container.parse(data, max_elements)
+    y = decode(h, data)
+    return inverse_transform(y, h.tensor_shape, h.block) if h.block else y

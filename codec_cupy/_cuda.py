@@ -559,6 +559,12 @@ def rans_encode(backend, packed, tsel, freqs, prob_bits, nstreams):
     return backend.to_host(out), nw
 
 
+@functools.lru_cache(maxsize=1)
+def _host_forward():
+    from . import _cpu
+    return _cpu.forward_transform if _cpu.HAVE_NUMBA else _transform.forward
+
+
 class EngineOn:
     """The ``_encoder`` engine interface (minmax, quantize, histograms, rans_encode, decode) bound
     to a back end, so ``_encoder.encode(EngineOn(backend), x, cfg)`` runs the kernels."""
@@ -581,6 +587,12 @@ class EngineOn:
 
     def quantize(self, xv, p, bits):
         return quantize(self.backend, self.backend.to_device(xv), p, bits)
+
+    @staticmethod
+    def forward_transform(x, block):
+        """The forward DCT runs on the host for every engine (``_encoder``): the compiled one where
+        Numba is there (the same floats as ``_transform.forward``)."""
+        return _host_forward()(x, block)
 
     def histograms(self, q, coded, zsym, bits, ks):
         return histograms(self.backend, q, coded, zsym, bits, ks)

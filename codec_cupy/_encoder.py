@@ -138,7 +138,7 @@ def _encode_transformed(engine, x: np.ndarray, dtype: np.dtype, cfg: CodecConfig
                          "tensor: reshape it to at least 2 dimensions or use transform='none'")
     lo, hi = engine.minmax(x.reshape(1, 1, -1))                      # also rejects NaN/Inf
     value_range = max(float(hi.max(initial=0.0)), 0.0) - min(float(lo.min(initial=0.0)), 0.0)
-    coef = _transform.forward(x, cfg.block)
+    coef = getattr(engine, "forward_transform", _transform.forward)(x, cfg.block)    # same floats either way
     if not np.isfinite(coef).all():
         raise InputError("transform='dct': the DCT coefficients overflow float32 (values near the float32 "
                          "limit); scale the tensor down or use transform='none'")

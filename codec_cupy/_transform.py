@@ -55,16 +55,27 @@ def coded_view_shape(shape: tuple[int, ...], block: int) -> tuple[int, int]:
 def forward(x: np.ndarray, block: int) -> np.ndarray:
     """Encoder: the (P, B*B) float32 coefficients of ``x`` (float32, ndim >= 2).
 
-    The maps are padded to whole blocks by repeating their last row / column (no edge to code), and
-    each block is transformed in float64 (columns, then rows) before one rounding to float32."""
+    The maps are padded to whole blocks by repeating their last row / column (no edge to code). Per
+    block X, with T = ``basis``, in float64:
+        t[u, j] = sum over i = 0..B-1 of T[u, i] * X[i, j]
+        c[u, v] = sum over j = 0..B-1 of t[u, j] * T[v, j]
+    each product and sum rounded (no fused multiply-add), the sums accumulated in increasing i (j)
+    starting from the first product, then c rounded once to float32. Any forward transform gives a
+    valid stream; this order is fixed so that every engine (``_cpu.forward_transform``) writes the
+    same bytes on every machine (a BLAS matrix product would not promise that)."""
     lead, by, bx = grid(x.shape, block)
     h, w = x.shape[-2:]
     maps = np.asarray(x, np.float64).reshape(lead, h, w)
     padded = np.pad(maps, ((0, 0), (0, by * block - h), (0, bx * block - w)), mode="edge") if lead and h and w \
         else np.zeros((lead, by * block, bx * block))
-    blocks = padded.reshape(lead, by, block, bx, block).transpose(0, 1, 3, 2, 4)   # (lead, by, bx, i, j)
+    blocks = padded.reshape(lead, by, block, bx, block).transpose(0, 1, 3, 2, 4).reshape(-1, block, block)
     t = basis(block, np.float64)
-    coef = np.einsum("ui,...ij,vj->...uv", t, blocks, t, optimize=True)
+    rows = t[None, :, 0, None] * blocks[:, None, 0, :]                # (P, u, j)
+    for i in range(1, block):
+        rows = rows + t[None, :, i, None] * blocks[:, None, i, :]
+    coef = rows[:, :, 0, None] * t[None, None, :, 0]                   # (P, u, v)
+    for j in range(1, block):
+        coef = coef + rows[:, :, j, None] * t[None, None, :, j]
     with np.errstate(over="ignore"):                     # the encoder rejects non-finite coefficients
         return np.ascontiguousarray(coef.reshape(lead * by * bx, block * block), dtype=np.float32)
 

@@ -97,8 +97,8 @@ def decode(blob, *, engine: str = "auto", device: str = "cpu",
     if _device(device, engine) == "cuda":
         return _decode_cuda([(_container.parse(data, max_elements), data)], out_dtype)[0]
     host = _engine(engine)
-    fast = getattr(host, "decode_blob", None)          # parse + decode in one compiled call (version 1)
-    if fast is not None and not _is_transform(data):
+    fast = getattr(host, "decode_blob", None)          # parse + decode in one compiled call
+    if fast is not None:
         return fast(data, max_elements)
     return _decode_host(host, _container.parse(data, max_elements), data)
 
@@ -111,11 +111,6 @@ def decode_batch(blobs, *, engine: str = "auto", device: str = "cuda",
         return _decode_cuda(items, out_dtype)
     host = _engine(engine)
     return [_decode_host(host, h, d) for h, d in items]
-
-
-def _is_transform(data) -> bool:
-    """A version-2 (transform) blob; anything else, valid or not, takes the version-1 path."""
-    return len(data) > 4 and data[4] == _container.VERSION_TRANSFORM
 
 
 def _decode_host(host, h, data):

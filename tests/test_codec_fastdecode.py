@@ -3,11 +3,13 @@ the reference engine: same acceptance, same floats, on valid and on damaged blob
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
 import codec_cupy as cc
-from codec_cupy import _container, _cpu
+from codec_cupy import _container, _cpu, _transform
 from codec_cupy.errors import DecodeError
 from conftest import relu_features
 
@@ -64,7 +66,8 @@ def test_compiled_validation_accepts_exactly_what_parse_accepts(seed):
     rng = np.random.default_rng(seed)
     cfgs = [dict(bits=4, streams=3), dict(bits=4, granularity="channel", tables=3),
             dict(bits=3, quantizer="ecsq"), dict(bits=2, sparse="on", tables=5),
-            dict(bits=2, pack=4, streams=6), dict(bits=1, pack=8, streams=5)]     # the group-table kernel
+            dict(bits=2, pack=4, streams=6), dict(bits=1, pack=8, streams=5),     # the group-table kernel
+            dict(transform="dct", block=3, step=0.05), dict(transform="dct", block=4, bits=6, streams=3)]
     for cfg in cfgs:
         x = relu_features(rng, (2, 16, 5, 4))
         blob = cc.encode(x, cc.CodecConfig(**cfg))
@@ -89,6 +92,33 @@ def test_compiled_validation_accepts_exactly_what_parse_accepts(seed):
                     cc.decode(bad, engine="reference", max_elements=1 << 20)
             else:
                 _same(y, cc.decode(bad, engine="reference", max_elements=1 << 20))
+
+
+def test_version_byte_swapped_between_formats_is_refused_alike():
+    """A version-1 body under version byte 2 (no TRANSFORM flag, no block byte) and a version-2 body
+    under byte 1 (TRANSFORM is reserved there): the compiled path refuses both, as ``parse`` does."""
+    x = relu_features(np.random.default_rng(6), (2, 16, 6, 5))
+    for cfg, version in ((dict(bits=4), 2), (dict(transform="dct", block=3), 1)):
+        blob = bytearray(cc.encode(x, cc.CodecConfig(**cfg)))
+        blob[4] = version
+        bad = reseal(bytes(blob[:-4]))
+        assert _container.parse_fields(np.frombuffer(bad, np.uint8), len(bad) - 4, 1 << 20)[0] != _container.H_OK
+        with pytest.raises(cc.errors.HeaderError):
+            cc.decode(bad, engine="cpu")
+
+
+@pytest.mark.parametrize("shape", [(2, 16, 7, 9), (1, 3, 1, 1), (4, 5), (3, 0, 8), (1, 24, 14, 14)])
+@pytest.mark.parametrize("block", [2, 7, 8])
+def test_transform_blobs_take_the_compiled_path(shape, block):
+    """Version-2 blobs decode in the one-call path (coefficients, then the compiled inverse DCT) to
+    the reference engine's floats; a max_elements below the padded coefficient count is refused."""
+    x = np.random.default_rng(block).normal(size=shape).astype(np.float32)
+    blob = cc.encode(x, cc.CodecConfig(transform="dct", block=block, step=0.03))
+    _same(_cpu.decode_blob(blob, 1 << 20), cc.decode(blob, engine="reference"))
+    padded = math.prod(_transform.coded_view_shape(shape, block))
+    if padded > x.size:
+        with pytest.raises(cc.errors.LimitExceededError):
+            _cpu.decode_blob(blob, padded - 1)
 
 
 def test_unusual_max_elements_take_the_parse_path():

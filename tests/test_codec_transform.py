@@ -95,12 +95,54 @@ def test_cpu_engine_inverse_is_the_reference_bit_for_bit(block):
     from codec_cupy import _cpu
 
     rng = np.random.default_rng(block)
-    for shape in ((3, 5, 7, 9), (1, 1, 1), (2, 17, 16), (1, 2 * block, 3 * block + 1)):
+    for shape in ((3, 5, 7, 9), (1, 1, 1), (2, 17, 16), (1, 2 * block, 3 * block + 1), (80, 2 * block, 2 * block - 1)):
         view = _transform.coded_view_shape(shape, block)
         coef = (rng.normal(size=view) * 10.0 ** rng.uniform(-3, 3, size=view)).astype(np.float32)
         coef[0, :2] = -0.0
         np.testing.assert_array_equal(bits_of(_cpu.inverse_transform(coef, shape, block)),
                                       bits_of(_transform.inverse(coef, shape, block)))
+
+
+def test_forward_follows_the_specified_operation_order():
+    """The encoder's forward DCT (docstring of ``_transform.forward``) with Python floats (float64),
+    one rounding to float32 at the end: fixed so that every engine and machine writes the same bytes."""
+    rng = np.random.default_rng(4)
+    block, shape = 3, (1, 4, 5)
+    x = (rng.normal(size=shape) * 10.0 ** rng.uniform(-3, 3, size=shape)).astype(np.float32)
+    t = _transform.basis(block, np.float64)
+    padded = np.pad(x[0].astype(np.float64), ((0, 2), (0, 1)), mode="edge")
+    expect = np.empty((4, block * block), np.float32)
+    for p in range(4):
+        by, bx = divmod(p, 2)
+        xb = padded[by * block:(by + 1) * block, bx * block:(bx + 1) * block]
+        rows = [[sum_in_order(float(t[u, i]) * float(xb[i, j]) for i in range(block)) for j in range(block)]
+                for u in range(block)]
+        for u in range(block):
+            for v in range(block):
+                expect[p, u * block + v] = sum_in_order(rows[u][j] * float(t[v, j]) for j in range(block))
+    np.testing.assert_array_equal(bits_of(_transform.forward(x, block)), bits_of(expect))
+
+
+def sum_in_order(terms) -> float:
+    terms = iter(terms)
+    acc = next(terms)
+    for term in terms:
+        acc = acc + term
+    return acc
+
+
+@pytest.mark.parametrize("block", range(2, 17))
+def test_cpu_engine_forward_is_the_reference_bit_for_bit(block):
+    from codec_cupy import _cpu
+
+    rng = np.random.default_rng(block + 100)
+    for shape in ((3, 5, 7, 9), (1, 1, 1), (2, 17, 16), (1, 2 * block, 3 * block + 1), (0, 4, 4), (2, 0, 3),
+                  (80, 2 * block, 2 * block - 1)):      # 320 blocks: more than one pass of lanes
+        x = (rng.normal(size=shape) * 10.0 ** rng.uniform(-3, 3, size=shape)).astype(np.float32)
+        ref = _transform.forward(x, block)
+        got = _cpu.forward_transform(x, block)
+        assert got.shape == ref.shape and got.dtype == np.float32
+        np.testing.assert_array_equal(bits_of(got), bits_of(ref))
 
 
 # ------------------------------------------------------------------------------------------------
