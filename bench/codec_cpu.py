@@ -10,7 +10,8 @@ bit depth it measures, in the same run and process:
   smallest tensor);
 * peers on the same uint8 symbols: zstd -3, zstd -19, lz4, zlib -6, constriction's ANS;
 * the "NumPy quantization + zstd -3" pipeline, float32 in to bytes out and back (the speed target);
-* an ablation: bits per element and reconstruction error at 8, 6, 4, 3, 2 bits for each codec part.
+* an ablation: bits per element and reconstruction error at 8, 6, 4, 3, 2 bits for each codec part;
+* transform coding (block DCT) next to the scalar codec on the dense tensors: rate, error, speed.
 
 Every number printed is measured here; what could not be measured is reported as such.
 """
@@ -374,6 +375,45 @@ def bench_ablation(cc, x, bits_list, engine) -> list[dict]:
             for name, ov in ABLATION]
 
 
+# ------------------------------------------------------------------------------- transform coding
+
+TRANSFORM_ROWS = (      # the scalar codec next to transform="dct" (format version 2) on the same tensor
+    ("scalar 2 bits", {"bits": 2}),
+    ("scalar 3 bits", {"bits": 3}),
+    ("scalar 4 bits", {"bits": 4}),
+    ("dct7 step 0.09", {"transform": "dct", "block": 7, "step": 0.09}),
+    ("dct7 step 0.04", {"transform": "dct", "block": 7, "step": 0.04}),
+    ("dct7 step 0.02", {"transform": "dct", "block": 7, "step": 0.02}),
+    ("dct7 w=0.25 step 0.09", {"transform": "dct", "block": 7, "step": 0.09, "frequency_weight": 0.25}),
+    ("dct7 w=0.25 step 0.04", {"transform": "dct", "block": 7, "step": 0.04, "frequency_weight": 0.25}),
+)
+
+
+def bench_transform(cc, x, timing) -> list[dict]:
+    """Rate, error and engine-cpu speed of each TRANSFORM_ROWS setting; also whether the reference
+    engine writes the same bytes (the forward DCT is specified, so it must)."""
+    rows = []
+    for name, overrides in TRANSFORM_ROWS:
+        cfg = cc.CodecConfig(**overrides)
+        blob = cc.encode(x, cfg, engine="cpu")
+        y = cc.decode(blob, engine="cpu")
+        te = measure(lambda: cc.encode(x, cfg, engine="cpu"), **timing)
+        td = measure(lambda: cc.decode(blob, engine="cpu"), **timing)
+        rows.append({"setting": name, "overrides": overrides, "bytes": len(blob), "bpe": 8 * len(blob) / x.size,
+                     **error_stats(x, y), "enc_MBps_f32": mbps(x.nbytes, te), "dec_MBps_f32": mbps(x.nbytes, td),
+                     "enc_timing": te, "dec_timing": td,
+                     "reference_same_bytes": cc.encode(x, cfg, engine="reference") == blob})
+    return rows
+
+
+def render_transform(name: str, rows: list[dict]) -> str:
+    body = [[r["setting"], f"{r['bytes']:,}", f"{r['bpe']:.3f}", fmt(r["sqnr_db"], ".2f"),
+             fmt(r["enc_MBps_f32"], ".1f"), fmt(r["dec_MBps_f32"], ".1f"), "yes" if r["reference_same_bytes"] else "NO"]
+            for r in rows]
+    return (f"== transform coding on {name} (engine cpu; MB/s of float32; 'ref': reference engine wrote the same bytes)\n"
+            + table(["setting", "bytes", "bits/elem", "SQNR dB", "enc MB/s", "dec MB/s", "ref"], body))
+
+
 # ---------------------------------------------------------------------------------------- targets
 
 def check_targets(rows: list[dict]) -> list[dict]:
@@ -553,11 +593,11 @@ def plan_run(quick: bool) -> dict:
     """What to measure: the full benchmark, or a CI smoke subset (< 60 s)."""
     if quick:
         return {"names": ("effnet_dense_1", "synthetic_relu"), "bits_main": (4,), "bits_ablation": (4, 2),
-                "ablation_tensors": ("effnet_dense_1",), "reference_tensors": (),
+                "ablation_tensors": ("effnet_dense_1",), "reference_tensors": (), "transform_tensors": ("effnet_dense_1",),
                 "timing": {"samples": 3, "min_sample_s": 0.01, "budget_s": 1.0}}
     return {"names": features.NAMES, "bits_main": BITS_MAIN, "bits_ablation": BITS_ABLATION,
             "ablation_tensors": ("effnet_dense_8", "effnet_relu_8", "synthetic_relu"),
-            "reference_tensors": ("effnet_dense_1",),
+            "reference_tensors": ("effnet_dense_1",), "transform_tensors": ("effnet_dense_1", "effnet_dense_8"),
             "timing": {"samples": 7, "min_sample_s": 0.05, "budget_s": 10.0}}
 
 
@@ -596,7 +636,7 @@ def run_all(args, log) -> dict:
                ],
                "codec_error": codec_error, "feature_note": feature_note,
                "tensors": {n: manifest["tensors"].get(n, {}) for n in tensors},
-               "provenance": manifest.get("provenance", {}), "main": [], "ablation": {}}
+               "provenance": manifest.get("provenance", {}), "main": [], "ablation": {}, "transform": {}}
     if cc is None:
         log(f"codec_cupy not importable: {codec_error}; measuring peers only")
     elif "cpu" not in engines_avail:
@@ -614,6 +654,10 @@ def run_all(args, log) -> dict:
             for name in [n for n in plan["ablation_tensors"] if n in tensors] or list(tensors)[:1]:
                 log(f"ablation {name} ...")
                 results["ablation"][name] = bench_ablation(cc, tensors[name], plan["bits_ablation"], "auto")
+            if "cpu" in engines_avail:
+                for name in (n for n in plan["transform_tensors"] if n in tensors):
+                    log(f"transform coding {name} ...")
+                    results["transform"][name] = bench_transform(cc, tensors[name], timing)
     results["targets"] = check_targets(results["main"])
     return results
 
@@ -628,6 +672,7 @@ def render_report(results: dict) -> str:
     parts.append("\n".join(f"note: {n}" for n in notes))
     parts += [render_main(r) for r in results["main"]]
     parts += [render_ablation(n, v, [c["bits"] for c in v[0]["cells"]]) for n, v in results["ablation"].items()]
+    parts += [render_transform(n, rows) for n, rows in results.get("transform", {}).items()]
     if results["targets"]:
         parts.append(render_targets(results["targets"]))
     return "\n\n".join(parts)
