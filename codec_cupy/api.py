@@ -143,7 +143,10 @@ def _device(device: str, engine: str) -> str:
 
 
 def inspect(blob, *, max_elements: int = _container.DEFAULT_MAX_ELEMENTS) -> dict:
-    """Header fields, sizes and the stream plan of a (validated) blob."""
+    """Header fields, sizes and the stream plan of a (validated) blob.
+
+    Every field is whole: per-channel (or, with a transform, per-frequency) scales and zero points
+    are listed in channel order, ECSQ levels in symbol order."""
     h = _container.parse(_as_bytes(blob), max_elements)
     size = math.prod(h.output_shape)
     zero_channels = int(h.zero_mask.sum()) if h.zero_mask is not None else 0
@@ -156,8 +159,8 @@ def inspect(blob, *, max_elements: int = _container.DEFAULT_MAX_ELEMENTS) -> dic
         "bits": h.bits,
         "quantizer": "ecsq" if h.levels is not None else "uniform",
         "granularity": "channel" if h.per_channel else "tensor",
-        "scale": None if h.scale is None else [float(s) for s in h.scale[:16]],
-        "zero_point": [int(z) for z in h.zero_point[:16]],
+        "scale": None if h.scale is None else [float(s) for s in h.scale],    # one per channel
+        "zero_point": [int(z) for z in h.zero_point],                         # (or frequency)
         "levels": None if h.levels is None else [float(v) for v in h.levels],
         "plan": {
             "pack": h.pack,

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 import codec_cupy as cc
 from conftest import smooth_features
@@ -40,3 +41,33 @@ def test_quick_run_writes_json_and_tables(tmp_path, capsys):
     assert "issue 2 targets" in printed
     if "effnet_dense_1" in results["transform"]:                  # real features available
         assert "transform coding on effnet_dense_1" in printed
+
+
+# ---------------------------------------------------------------- bench/context_gain.py
+
+from bench import context_gain  # noqa: E402
+
+
+def test_context_gain_entropies_on_known_symbols():
+    assert context_gain.entropy(np.array([0, 0, 1, 1])) == 4.0                       # 1 bit each
+    assert context_gain.entropy(np.zeros(7, np.int64)) == 0.0
+    q = np.array([[[0, 1, 0, 1], [1, 0, 1, 0]]])                                    # one 2 x 4 map
+    ctx = context_gain.significance_context(q, np.zeros((1, 1, 1), np.int64)[0])
+    assert ctx.tolist() == [[[0, 0, 1, 0], [0, 3, 0, 3]]]
+    # contexts 1 and 3 predict their symbols (0) exactly; context 0 holds 0, 1, 1, 1, 1
+    assert context_gain.conditional_bits(q, ctx) == context_gain.entropy(np.array([0, 1, 1, 1, 1]))
+
+
+def test_context_gain_prior_bits_uses_per_element_counts():
+    train = np.array([[0, 1]] * 8)
+    test = np.array([[0, 1], [1, 0]])
+    # add-1/2 counts: element 0 is 0 with p = 8.5/9, element 1 is 1 with p = 8.5/9
+    expected = -2 * np.log2(8.5 / 9) - 2 * np.log2(0.5 / 9)
+    assert np.isclose(context_gain.prior_bits(train, test), expected)
+
+
+def test_context_gain_quick_run_on_a_real_split(capsys):
+    pytest.importorskip("torch")
+    assert context_gain.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert "fmnist_resnet50 layer1" in out and "prior/elem" in out

@@ -69,6 +69,19 @@ def test_inspect_reports_header_sizes_and_plan(rng):
     assert set(plan) >= {"pack", "prob_bits", "tables", "symbols_per_stream"}
 
 
+def test_inspect_lists_every_channel_scale_and_zero_point(rng):
+    # 40 channels: more than any display would show; inspect must not cut the header's fields.
+    x = rng.standard_normal((1, 40, 6, 6)).astype(np.float32) * np.linspace(0.1, 4, 40, dtype=np.float32)[:, None, None]
+    blob = cc.encode(x, cc.CodecConfig(bits=5, granularity="channel"))
+    info = cc.inspect(blob)
+    assert len(info["scale"]) == len(info["zero_point"]) == 40
+    scale = np.asarray(info["scale"]).reshape(1, 40, 1, 1)
+    zero = np.asarray(info["zero_point"]).reshape(1, 40, 1, 1)
+    q = np.rint(cc.decode(blob) / scale) + zero       # the decoder's y = (q - z) * s, inverted
+    assert np.array_equal((q - zero) * scale.astype(np.float32), cc.decode(blob))
+    assert q.min() >= 0 and q.max() <= 31
+
+
 def test_errors_form_one_tree():
     for name in cc.errors.__all__:
         assert issubclass(getattr(cc.errors, name), cc.CodecError)
