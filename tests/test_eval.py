@@ -14,7 +14,7 @@ pytest.importorskip("yaml")
 from splitwire.evaluation import ConfigError, parse_config  # noqa: E402
 from splitwire.evaluation.analysis import dominance, smallest_within  # noqa: E402
 from splitwire.evaluation.codecs import (CODECS, FeatureInfo, expand_codec_entry, hevc_available,  # noqa: E402
-                                         make_codec, tile, untile)
+                                         make_codec, map_block, tile, untile)
 
 ROOT = Path(__file__).resolve().parent.parent
 GOOD = {"models": [{"name": "efficientnet_lite0", "splits": ["_blocks.8"]}],
@@ -104,6 +104,7 @@ def test_tile_untile_inverse():
 ENTRIES = [{"type": "splitwire", "bits": 8}, {"type": "splitwire", "bits": 2, "quantizer": "ecsq", "clip": "mse"},
            {"type": "splitwire", "bits": 4, "granularity": "channel"},
            {"type": "splitwire", "transform": "dct", "block": 3, "step": [0.02, 0.1]},
+           {"type": "splitwire", "transform": "dct", "block": "map", "frequency_weight": 1.0, "step": 0.05},
            {"type": "float32"}, {"type": "float16"}, {"type": "int8", "entropy": ["zstd", "lz4", "none"]},
            {"type": "png"}, {"type": "jpeg", "quality": 95}, {"type": "webp", "quality": 95},
            {"type": "hevc", "qp": 4}]
@@ -134,6 +135,34 @@ def test_codec_round_trip(entry, shape, axis):
             assert err <= span / 255 * 0.51 + 1e-6, point["label"]    # 8-bit min-max: half a step
         else:
             assert err < span / 2, point["label"]                      # lossy, but the right tensor back
+
+
+def test_block_map_tiles_each_split_without_padding():
+    assert [map_block(n, n) for n in (14, 7, 4, 3, 2, 56, 28)] == [7, 7, 4, 3, 2, 8, 7]
+    assert map_block(1, 1) == 2 and map_block(13, 13) == 8 and map_block(6, 9) == 3
+    point, = expand_codec_entry({"type": "splitwire", "transform": "dct", "block": "map", "step": 0.05})
+    assert point["line"] == "splitwire dct(map)"
+    assert make_codec(point, FeatureInfo((1, 64, 4, 4), 1)).config.block == 4
+    with pytest.raises(ValueError, match="needs transform: dct"):
+        expand_codec_entry({"type": "splitwire", "bits": 4, "block": "map"})
+
+
+def test_dct_codes_the_maps_of_channels_last_features():
+    # Swin-T's features are N x H x W x C: the DCT must run over H x W, as on the channels-first tensor.
+    x = np.random.default_rng(2).standard_normal((1, 8, 8, 6)).astype(np.float32)
+    point, = expand_codec_entry({"type": "splitwire", "transform": "dct", "block": "map", "step": 0.05})
+    codec = make_codec(point, FeatureInfo(x.shape, 3))
+    blob = codec.encode(x)
+    first = make_codec(point, FeatureInfo((1, 6, 8, 8), 1))
+    assert blob == first.encode(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
+    assert cc_inspect(blob)["shape"] == [1, 6, 8, 8] and cc_inspect(blob)["transform"]["block"] == 8
+    np.testing.assert_array_equal(codec.decode(blob), first.decode(blob).transpose(0, 2, 3, 1))
+
+
+def cc_inspect(blob):
+    import codec_cupy as cc
+
+    return cc.inspect(blob)
 
 
 def test_registry_lists_every_codec():

@@ -60,6 +60,16 @@ class Codec:
         raise NotImplementedError
 
 
+def map_block(height: int, width: int) -> int:
+    """``block: map``: the largest DCT block in 2..8 that tiles the maps without padding (14 x 14
+    -> 7, 4 x 4 -> 4, 3 x 3 -> 3); maps that no such block divides (1 x 1, 13 x 13) get the smallest
+    padded block, min(8, max(2, side))."""
+    for b in range(8, 1, -1):
+        if height % b == 0 and width % b == 0:
+            return b
+    return min(8, max(2, min(height, width)))
+
+
 class SplitwireCodec(Codec):
     type = "splitwire"
 
@@ -72,13 +82,27 @@ class SplitwireCodec(Codec):
         p = dict(params)
         if axis is None and p.get("granularity") == "channel":
             p["granularity"] = "tensor"
+        # The DCT runs over the last two dimensions, which must be the maps: channels-last features
+        # (Swin-T) are moved to channels-first around the codec, as a client would before encoding.
+        self._move = (p.get("transform", "none") == "dct" and axis is not None and len(feature.shape) == 4
+                      and axis % 4 != 1)
+        if self._move:
+            axis = 1
+        if p.get("block") == "map":
+            maps = [n for i, n in enumerate(feature.shape) if i != feature.channel_axis % 4] if self._move \
+                else feature.shape
+            p["block"] = map_block(*maps[-2:])
         self.config = cc.CodecConfig(axis=axis, **p)
 
     def encode(self, x):
-        return bytes(self._cc.encode(np.ascontiguousarray(x, dtype=np.float32), self.config))
+        x = np.asarray(x, dtype=np.float32)
+        if self._move:
+            x = np.moveaxis(x, self.feature.channel_axis, 1)
+        return bytes(self._cc.encode(np.ascontiguousarray(x), self.config))
 
     def decode(self, blob):
-        return np.asarray(self._cc.decode(blob), dtype=np.float32)
+        y = np.asarray(self._cc.decode(blob), dtype=np.float32)
+        return np.ascontiguousarray(np.moveaxis(y, 1, self.feature.channel_axis)) if self._move else y
 
 
 class Float32Codec(Codec):
@@ -342,7 +366,8 @@ _REQUIRED = {"jpeg": ("quality",), "webp": ("quality",), "hevc": ("qp",)}
 
 def _line_name(typ: str, p: dict) -> str:
     if typ == "splitwire" and p.get("transform", "none") == "dct":
-        s = f"splitwire dct{p.get('block', 8)}"          # the rate knob is step: one line per block size
+        block = p.get("block", 8)
+        s = f"splitwire dct{'(map)' if block == 'map' else block}"   # the rate knob is step: one line per block size
         if p.get("frequency_weight", 0):
             s += f" w={p['frequency_weight']:g}"
         return s if p.get("bits", 8) == 8 else f"{s} bits={p['bits']}"
@@ -400,8 +425,10 @@ def _validate_params(typ: str, p: dict) -> None:
     if typ == "splitwire":
         import codec_cupy as cc
 
+        if p.get("block") == "map" and p.get("transform", "none") != "dct":
+            raise ValueError("splitwire.block: 'map' (a block per split's map size) needs transform: dct")
         try:
-            cc.CodecConfig(**p)
+            cc.CodecConfig(**{**p, "block": 8} if p.get("block") == "map" else p)
         except (cc.ConfigError, TypeError) as e:
             raise ValueError(f"splitwire: {e}") from None
     elif typ == "int8":
