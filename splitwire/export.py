@@ -117,6 +117,11 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
         axis = channel_axis
         if axis != 1 and axis == len(point.shape) - 1:
             axis = -1  # channels last: the codec's axis counted from the end
+            if transform != "none":
+                # The DCT codes the last two dimensions as the maps; here they are (W, C).
+                raise cc.ConfigError(
+                    f"transform={transform!r} needs channels-first features (N, C, H, W); the split "
+                    f"{layer!r} gives channels-last {tuple(point.shape)}: export it with transform='none'")
         meta = {
             "format": 1,
             "model": name,

@@ -172,3 +172,28 @@ def test_published_dct_settings_reach_the_client_config(tiny, tmp_path):
         codec_config(cc, {**codec, "stepp": 0.1})
     with pytest.raises(ClientError, match="step"):
         codec_config(cc, {**codec, "step": 2.0})
+
+
+def test_dct_export_of_channels_last_features_is_refused(tmp_path):
+    import codec_cupy as cc
+
+    class ToChannelsLast(torch.nn.Module):
+        def forward(self, x):
+            return x.permute(0, 2, 3, 1)
+
+    class Model(torch.nn.Module):       # Swin-like: the features at the cut are N x H x W x C
+        def __init__(self):
+            super().__init__()
+            self.conv = torch.nn.Conv2d(3, 4, 3, padding=1)
+            self.nhwc = ToChannelsLast()
+            self.fc = torch.nn.Linear(4, 5)
+
+        def forward(self, x):
+            return self.fc(self.nhwc(self.conv(x)).mean((1, 2)))
+
+    with pytest.raises(cc.ConfigError, match="channels-last"):
+        export_split(Model().eval(), "nhwc", tmp_path, name="cl", input_shape=(3, 8, 8), transform="dct",
+                     block=4, channel_axis=3)
+    assert not (tmp_path / "cl").exists()
+    export_split(Model().eval(), "nhwc", tmp_path, name="cl", input_shape=(3, 8, 8), channel_axis=3)
+    assert json.loads((tmp_path / "cl" / "splitwire.json").read_text())["codec"]["axis"] == -1
