@@ -4,8 +4,8 @@
 
 splitwire codes each symbol with an order-0 table chosen per channel group, per blob (the tables
 travel in the header). Two richer models are common in feature and image coding; this script
-measures, on the operating points docs/RESULTS.md reports (the cheapest splitwire point within 1
-point of the unsplit model), how many bits per element each would need, next to what splitwire
+measures, on the scalar codec's operating points (its cheapest point within 1 point of the unsplit
+model in docs/RESULTS.md), how many bits per element each would need, next to what splitwire
 spends today:
 
 * ``blob``: splitwire's measured blob (header, tables and CRC included), bits per element.
@@ -41,7 +41,7 @@ if str(ROOT) not in sys.path:
 
 import codec_cupy as cc  # noqa: E402
 
-# (model, split, CodecConfig fields): the "within 1 point" operating points of docs/RESULTS.md
+# (model, split, CodecConfig fields): the scalar codec's "within 1 point" points in docs/RESULTS.md
 # (channels-first splits; Swin-T's channels-last maps are left out).
 POINTS = (
     ("fmnist_resnet50", "layer1", dict(bits=2, clip="percentile", percentile=99.0)),
