@@ -1,6 +1,6 @@
 """How much richer entropy models could save on real split features (a measurement, not a codec).
 
-    python bench/context_gain.py [--limit 1000] [--json PATH] [--doc docs/CONTEXT_GAIN.md]
+    python bench/context_gain.py [--limit 1000] [--json PATH] [--quick]
 
 splitwire codes each symbol with an order-0 table chosen per channel group, per blob (the tables
 travel in the header). Two richer models are common in feature and image coding; this script

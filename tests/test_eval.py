@@ -11,6 +11,7 @@ import pytest
 
 pytest.importorskip("yaml")
 
+import codec_cupy as cc  # noqa: E402
 from splitwire.evaluation import ConfigError, parse_config  # noqa: E402
 from splitwire.evaluation.analysis import dominance, smallest_within  # noqa: E402
 from splitwire.evaluation.codecs import (CODECS, FeatureInfo, expand_codec_entry, hevc_available,  # noqa: E402
@@ -155,14 +156,9 @@ def test_dct_codes_the_maps_of_channels_last_features():
     blob = codec.encode(x)
     first = make_codec(point, FeatureInfo((1, 6, 8, 8), 1))
     assert blob == first.encode(np.ascontiguousarray(x.transpose(0, 3, 1, 2)))
-    assert cc_inspect(blob)["shape"] == [1, 6, 8, 8] and cc_inspect(blob)["transform"]["block"] == 8
+    info = cc.inspect(blob)
+    assert info["shape"] == [1, 6, 8, 8] and info["transform"]["block"] == 8
     np.testing.assert_array_equal(codec.decode(blob), first.decode(blob).transpose(0, 2, 3, 1))
-
-
-def cc_inspect(blob):
-    import codec_cupy as cc
-
-    return cc.inspect(blob)
 
 
 def test_registry_lists_every_codec():

@@ -84,14 +84,15 @@ class SplitwireCodec(Codec):
             p["granularity"] = "tensor"
         # The DCT runs over the last two dimensions, which must be the maps: channels-last features
         # (Swin-T) are moved to channels-first around the codec, as a client would before encoding.
-        self._move = (p.get("transform", "none") == "dct" and axis is not None and len(feature.shape) == 4
+        shape = feature.shape
+        self._move = (p.get("transform", "none") == "dct" and axis is not None and len(shape) == 4
                       and axis % 4 != 1)
         if self._move:
             axis = 1
+            ch = feature.channel_axis % 4
+            shape = (shape[0], shape[ch]) + tuple(n for i, n in enumerate(shape) if i not in (0, ch))
         if p.get("block") == "map":
-            maps = [n for i, n in enumerate(feature.shape) if i != feature.channel_axis % 4] if self._move \
-                else feature.shape
-            p["block"] = map_block(*maps[-2:])
+            p["block"] = map_block(*shape[-2:])
         self.config = cc.CodecConfig(axis=axis, **p)
 
     def encode(self, x):
