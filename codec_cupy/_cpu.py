@@ -1157,3 +1157,18 @@ def _slow_decode(data, max_elements):
     h = _container.parse(data, max_elements)
     y = decode(h, data)
     return inverse_transform(y, h.tensor_shape, h.block) if h.block else y
+
+
+# ---------------------------------------------------------------- encoder front end, one compiled call
+
+def quantize_and_code(xv, params, bits: int, sparse: str, settings):
+    """Quantize, find the zero channels, plan and code (``_encoder._encode_view``; ``_cpu_encode``)."""
+    return _cpu_encode.quantize_and_code(xv, params, bits, sparse, settings)
+
+
+def code(q, coded, zsym, absdev, bits: int, settings):
+    """Plan and code the ``coded`` channels (``_encoder._code``'s steps in one compiled call)."""
+    return _cpu_encode.code(q, coded, zsym, absdev, bits, settings)
+
+
+from . import _cpu_encode  # noqa: E402 - last: it imports this module (its kernels), either may load first

@@ -8,7 +8,9 @@ engines cannot disagree on it.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
+from typing import NamedTuple
 
 import numpy as np
 
@@ -150,39 +152,85 @@ def _encode_transformed(engine, x: np.ndarray, dtype: np.dtype, cfg: CodecConfig
     return _encode_view(engine, xv, params, frame, cfg)
 
 
+class _Settings(NamedTuple):
+    """The planner's search space for one ``CodecConfig`` (arguments of ``_planner.plan``)."""
+
+    ks: np.ndarray                   # pack candidates, increasing
+    tables: np.ndarray               # table counts to try (auto: those <= coded channels are tried)
+    tables_auto: bool                # else one fixed count, clamped to the coded channels
+    first_bits: int
+    walk_bits: bool                  # prob_bits="auto": walk from first_bits within min_bits..max_bits
+    min_bits: int
+    max_bits: int
+    slack_ppm: int
+    overhead_ppm: int
+    fixed_streams: int               # 0: streams="auto"
+
+    def table_counts(self, ncoded: int) -> np.ndarray:
+        if self.tables_auto:
+            return self.tables[self.tables <= ncoded]
+        return np.minimum(self.tables, ncoded)
+
+
+@functools.lru_cache(maxsize=64)
+def _settings(cfg: CodecConfig) -> _Settings:
+    tables = (1, 2, 4, 8, 16) if cfg.tables == AUTO else (cfg.tables,)
+    return _Settings(np.array(pack_candidates(cfg), np.int64), np.array(tables, np.int64), cfg.tables == AUTO,
+                     cfg.prob_bits if cfg.prob_bits != AUTO else PROB_BITS_FIRST, cfg.prob_bits == AUTO,
+                     _container.MIN_PROB_BITS, PROB_BITS_LAST,
+                     int(round(cfg.speed_slack * 1e6)), int(round(cfg.stream_overhead * 1e6)),
+                     0 if cfg.streams == AUTO else cfg.streams)
+
+
+class _Coding(NamedTuple):
+    """What ``_code`` (or an engine's ``code``, as a plain tuple) decided and wrote for the coded channels."""
+
+    pack: int
+    table_map: np.ndarray            # (C,) table of each channel
+    freqs: np.ndarray                # (T, A)
+    prob_bits: int
+    streams: np.ndarray              # the stream bytes (uint8)
+    nwords: np.ndarray               # u16 words per stream
+
+
 def _encode_view(engine, xv, params: QuantParams, frame: _Frame, cfg: CodecConfig) -> bytes:
     """Quantize the (outer, C, inner) view, then code it with and, where that can be smaller,
-    without the zero-channel mask."""
+    without the zero-channel mask. An engine with ``quantize_and_code`` (cpu) runs the steps up to
+    the container in one compiled call; the others step by step here, with the same functions."""
     outer, channels, inner = xv.shape
-    zsym = params.zero_symbols(channels)
-    q, nonzero, absdev = engine.quantize(xv, params, cfg.bits)
-
     length = outer * inner
-    zero, coded = _zero_channels(np.asarray(nonzero), length, cfg.sparse)
-    use_mask = cfg.sparse == "on" or (cfg.sparse == "auto" and coded.size < channels)
-    blob = _encode_symbols(engine, q, coded, length, zero if use_mask else None, zsym, absdev, params, frame, cfg)
+    settings = _settings(cfg)
+    fused = getattr(engine, "quantize_and_code", None)
+    if fused is not None:
+        q, zsym, absdev, zero, use_mask, coding = fused(xv, params, cfg.bits, cfg.sparse, settings)
+        code = engine.code
+    else:
+        zsym = params.zero_symbols(channels)
+        q, nonzero, absdev = engine.quantize(xv, params, cfg.bits)
+        zero, coded = _zero_channels(np.asarray(nonzero), length, cfg.sparse)
+        use_mask = cfg.sparse == "on" or (cfg.sparse == "auto" and coded.size < channels)
+        code = functools.partial(_code, engine)
+        coding = code(q, coded, zsym, absdev, cfg.bits, settings)
+    blob = _write(coding, zero if use_mask else None, zsym, params, frame, cfg)
     if cfg.sparse == "auto" and use_mask and _MASK_CHECK * len(blob) <= (channels + 7) // 8:
         # The mask costs ceil(C/8) bytes however few channels it drops; coding those channels' zeros
         # can be cheaper (small feature maps with many channels). Dropping the mask can save at
         # most its own bytes, so the second try is only paid where it can matter.
-        unmasked = _encode_symbols(engine, q, np.arange(channels, dtype=np.int64), length, None, zsym,
-                                   absdev, params, frame, cfg)
+        coding = code(q, np.arange(channels, dtype=np.int64), zsym, absdev, cfg.bits, settings)
+        unmasked = _write(coding, None, zsym, params, frame, cfg)
         if len(unmasked) < len(blob):
             blob = unmasked
     return blob
 
 
-def _encode_symbols(engine, q, coded, length: int, zero_mask, zsym, absdev, params, frame: _Frame,
-                    cfg: CodecConfig) -> bytes:
-    """Plan, entropy-code and frame the quantized symbols of the ``coded`` channels."""
-    ncoded = int(coded.size) if length else 0
-    k, tmap, freqs, prob_bits, nstreams, packed = _plan(engine, q, coded, ncoded, zsym, absdev, cfg)
-    streams, nwords = engine.rans_encode(packed, tmap[coded], freqs, prob_bits, nstreams)
+def _write(coding: tuple, zero_mask, zsym, params: QuantParams, frame: _Frame, cfg: CodecConfig) -> bytes:
+    """The blob: header (``frame``, quantizer, model) and the streams of ``coding`` (a ``_Coding``)."""
+    pack, table_map, freqs, prob_bits, streams, nwords = coding
     header = _container.Header(
         dtype=frame.dtype, bits=cfg.bits, shape=frame.shape, axis=frame.axis,
         scale=params.scale, zero_point=params.zero_point if params.levels is None else zsym[:1],
-        levels=params.levels, zero_mask=zero_mask, pack=k, prob_bits=prob_bits,
-        table_map=tmap.astype(np.uint8), freqs=freqs, nwords=nwords,
+        levels=params.levels, zero_mask=zero_mask, pack=pack, prob_bits=prob_bits,
+        table_map=table_map.astype(np.uint8), freqs=freqs, nwords=nwords,
         per_channel=frame.per_channel, block=frame.block, tensor_shape=frame.tensor_shape)
     return _container.write(header, streams)
 
@@ -196,27 +244,28 @@ def _zero_channels(nonzero, length: int, sparse: str):
     return nonzero == 0, np.flatnonzero(nonzero).astype(np.int64, copy=False)
 
 
-def _plan(engine, q, coded, ncoded, zsym, absdev, cfg: CodecConfig):
-    """(pack, table map, freqs, prob_bits, streams) of the cheapest candidate (see ``_planner``)."""
-    channels = q.shape[0]
+def _code(engine, q, coded, zsym, absdev, bits: int, settings: _Settings) -> _Coding:
+    """Plan (``_planner``: the cheapest pack, tables, prob_bits, then the streams) and rANS-code the
+    symbols of the ``coded`` channels."""
+    channels, length = q.shape
+    ncoded = int(coded.size) if length else 0
     if ncoded == 0:                       # nothing to code: the smallest valid model
-        freqs = np.zeros((1, 1 << cfg.bits), np.int64)
+        freqs = np.zeros((1, 1 << bits), np.int64)
         freqs[0, 0] = 1 << _container.MIN_PROB_BITS
-        return 1, np.zeros(channels, np.int64), freqs, _container.MIN_PROB_BITS, 0, np.zeros((0, 0), np.uint8)
-    ks = pack_candidates(cfg)
-    table_choices = [cfg.tables] if cfg.tables != AUTO else [t for t in (1, 2, 4, 8, 16) if t <= ncoded]
-    tables = np.array([min(t, ncoded) for t in table_choices], np.int64)
+        return _Coding(1, np.zeros(channels, np.int64), freqs, _container.MIN_PROB_BITS, np.empty(0, np.uint8),
+                       np.zeros(0, np.int64))
+    ks = [int(k) for k in settings.ks]
+    tables = settings.table_counts(ncoded)
     order, bounds, row, rows = _planner.segments(absdev, coded, tables, channels)
-    hists, sums = _segment_histograms(engine, q, coded, zsym, cfg.bits, ks, order, bounds, rows)
-    first_bits = cfg.prob_bits if cfg.prob_bits != AUTO else PROB_BITS_FIRST
+    hists, sums = _segment_histograms(engine, q, coded, zsym, bits, ks, order, bounds, rows)
     ki, t, prob_bits, cost, tmap, freqs = _planner.plan(
-        sums, row, order, ncoded, channels, tables, first_bits, cfg.prob_bits == AUTO,
-        _container.MIN_PROB_BITS, PROB_BITS_LAST, _planner.LOG2Q, int(round(cfg.speed_slack * 1e6)))
+        sums, row, order, ncoded, channels, tables, settings.first_bits, settings.walk_bits,
+        settings.min_bits, settings.max_bits, _planner.LOG2Q, settings.slack_ppm)
     k, packed = ks[ki], hists[ki][1]
-    groups = -(-q.shape[1] // k)
-    fixed = 0 if cfg.streams == AUTO else cfg.streams
-    nstreams = _planner.choose_streams(ncoded * groups, cost, int(round(cfg.stream_overhead * 1e6)), fixed)
-    return k, tmap, freqs, prob_bits, int(nstreams), packed
+    groups = -(-length // k)
+    nstreams = int(_planner.choose_streams(ncoded * groups, cost, settings.overhead_ppm, settings.fixed_streams))
+    streams, nwords = engine.rans_encode(packed, tmap[coded], freqs, prob_bits, nstreams)
+    return _Coding(k, tmap, freqs, prob_bits, streams, nwords)
 
 
 def _segment_histograms(engine, q, coded, zsym, bits, ks, order, bounds, rows):

@@ -1,9 +1,11 @@
-"""The cpu engine's rANS encoder internals: the integer reciprocal and the stream grouping."""
+"""The cpu engine's encoder internals: the integer reciprocal, the stream grouping, the fused front end."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import codec_cupy as cc
 from codec_cupy import _cpu
@@ -126,3 +128,42 @@ def test_auto_drops_the_mask_when_coding_few_zero_channels_is_cheaper(rng):
         assert cc.inspect(with_mask)["plan"]["zero_channels"] == 1
         info = cc.inspect(cc.encode(x, cc.CodecConfig(bits=bits)))
         assert not info["plan"]["zero_mask"] and info["sizes"]["total_bytes"] < len(with_mask)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 2**32 - 1), channels=st.integers(1, 40), length=st.integers(0, 70),
+       bits=st.integers(1, 8), zero_share=st.floats(0.0, 1.0),
+       tables=st.sampled_from(["auto", 1, 3, 16]), pack=st.sampled_from(["auto", 1, 2]),
+       prob_bits=st.sampled_from(["auto", 8, 13]), streams=st.sampled_from(["auto", 1, 3]))
+def test_fused_front_end_codes_like_the_step_by_step_pipeline(seed, channels, length, bits, zero_share, tables,
+                                                              pack, prob_bits, streams):
+    """``_cpu.code`` (one compiled call) and ``_encoder._code`` driving the same engine step by step
+    (int32 histograms, a tuple of them for the planner) decide and write the same thing."""
+    from codec_cupy import _encoder
+
+    if pack != "auto" and pack * bits > 8:
+        pack = 1
+    cfg = cc.CodecConfig(bits=bits, tables=tables, pack=pack, prob_bits=prob_bits, streams=streams)
+    settings_ = _encoder._settings(cfg)
+    rng = np.random.default_rng(seed)
+    q = rng.integers(0, 1 << bits, size=(channels, length)).astype(np.uint8)
+    q[rng.random(channels) < zero_share] = 1                  # zero channels, at zero symbol 1
+    zsym = np.full(channels, 1, np.int64)
+    absdev = np.abs(q.astype(np.int64) - 1).sum(axis=1)
+    coded = np.flatnonzero(absdev).astype(np.int64) if rng.random() < 0.5 else np.arange(channels, dtype=np.int64)
+    fused = _cpu.code(q, coded, zsym, absdev, bits, settings_)
+    steps = _encoder._code(_cpu, q, coded, zsym, absdev, bits, settings_)
+    assert fused[0] == steps[0] and fused[3] == steps[3]
+    for a, b in zip(fused[1:], steps[1:]):
+        assert np.array_equal(np.asarray(a), np.asarray(b))
+
+
+@pytest.mark.parametrize("first", ["codec_cupy._cpu", "codec_cupy._cpu_encode"])
+def test_cpu_engine_modules_import_in_either_order(first):
+    import subprocess
+    import sys
+
+    code = (f"import {first}, numpy as np, codec_cupy as cc; "
+            "x = np.arange(40, dtype=np.float32).reshape(1, 4, 10); "
+            "assert cc.encode(x, engine='cpu') == cc.encode(x, engine='reference')")
+    subprocess.run([sys.executable, "-c", code], check=True)
