@@ -87,7 +87,8 @@ def _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, wal
     nrows = bounds.shape[0] - 1
     kbig = ks[ks.shape[0] - 1]                        # candidates come in increasing k
     big = np.zeros((nrows, np.int64(1) << (kbig * bits)), np.int64)
-    _cpu._histogram(q, coded, zsym, bits, kbig, big, rows)
+    values = np.empty(ncoded * ((length + kbig - 1) // kbig), np.uint8)
+    _cpu._histogram(q, coded, zsym, bits, kbig, big, rows, values)
     hists = _List()
     for k in ks:
         if k == kbig:
@@ -103,7 +104,8 @@ def _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, wal
     tsel = np.empty(ncoded, np.int64)
     for j in range(ncoded):
         tsel[j] = tmap[coded[j]]
-    words, nwords = _cpu._encode_streams(q, coded, tsel, zsym, k, bits, freqs, prob_bits, nstreams)
+    words, nwords = _cpu._encode_streams(q, coded, tsel, zsym, k, bits, freqs, prob_bits, nstreams,
+                                         values if k == kbig else values[:0])
     return k, tmap, freqs, prob_bits, words, nwords
 
 

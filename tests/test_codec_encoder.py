@@ -54,8 +54,36 @@ def test_gather_packs_every_symbol_combination(k, bits):
         _cpu._symbol_indices(q, length, coded, zeros, zeros, k, bits, sidx)
         assert np.array_equal(sidx.reshape(want.shape), want)
         hist = np.zeros((n, 1 << (k * bits)), np.int32)
-        _cpu._histogram(q, coded, zeros, bits, k, hist, coded)
+        values = np.empty(want.size, np.uint8)
+        _cpu._histogram(q, coded, zeros, bits, k, hist, coded, values)
         assert np.array_equal(hist, np.array([np.bincount(w, minlength=1 << (k * bits)) for w in want]))
+        assert np.array_equal(values, want.ravel())
+
+
+@pytest.mark.parametrize("k,bits", [(1, 8), (1, 3), (2, 4), (2, 3), (4, 2), (8, 1)])
+@pytest.mark.parametrize("length", [4003, 4096])
+def test_spread_histogram_counts_and_packs_like_a_plain_count(k, bits, length):
+    """Enough symbols per bin: ``_histogram`` counts into four copies in turn (runs of zeros, odd
+    tails, a padded last group), and its sums and packed values are those of a plain count."""
+    rng = np.random.default_rng(k * 10 + bits + length)
+    channels, rows = 12, np.array([0, 1, 1, 2, 0, 2, 1, 0, 2, 2, 1, 0], np.int64)
+    q = rng.integers(0, 1 << bits, (channels, length)).astype(np.uint8)
+    q[:, : length // 2] = 0                                        # a long run of one symbol
+    coded = np.array([0, 1, 2, 4, 5, 6, 8, 9, 10, 11], np.int64)
+    zsym = rng.integers(0, 1 << bits, channels).astype(np.int64)
+    alphabet, groups = 1 << (k * bits), -(-length // k)
+    assert coded.size * groups >= _cpu.SPREAD_BINS_PER_SYMBOL * 3 * alphabet     # the spread path
+    hist = np.zeros((3, alphabet), np.int64)
+    values = np.empty(coded.size * groups, np.uint8)
+    _cpu._histogram(q, coded, zsym, bits, k, hist, rows, values)
+    padded = np.repeat(zsym[coded, None], groups * k, axis=1)
+    padded[:, :length] = q[coded]
+    want = (padded.reshape(coded.size, groups, k).astype(np.int64) << (bits * np.arange(k))).sum(axis=2)
+    assert np.array_equal(values, want.ravel())
+    expect = np.zeros_like(hist)
+    for j, c in enumerate(coded):
+        expect[rows[c]] += np.bincount(want[j], minlength=alphabet)
+    assert np.array_equal(hist, expect)
 
 
 @pytest.mark.parametrize("streams", [1, 2, 3, 4, 5, 6, 7, 8, 9, 13])
@@ -80,7 +108,8 @@ def test_marginal_histograms_equal_direct_counts(bits, length):
     ks = [k for k in (1, 2, 4, 8) if k * bits <= 8]
     for (hist, _), k in zip(_cpu.histograms(q, coded, zsym, bits, ks), ks):
         direct = np.zeros_like(hist)
-        _cpu._histogram(q, coded, zsym, bits, k, direct, np.arange(channels, dtype=np.int64))
+        values = np.empty(coded.size * -(-length // k), np.uint8)
+        _cpu._histogram(q, coded, zsym, bits, k, direct, np.arange(channels, dtype=np.int64), values)
         assert np.array_equal(hist, direct)
 
 
