@@ -2,7 +2,10 @@
 
 An engine module supplies the data-parallel steps (``minmax``, ``quantize``, ``histograms``,
 ``rans_encode``); everything that decides bytes from statistics lives here or in ``_planner``, so
-engines cannot disagree on it.
+engines cannot disagree on it. One exception, for speed: the cpu engine's ``quantize_and_code``
+(``_cpu_encode``) runs ``_encode_view``'s steps up to the container in one compiled call, so it
+restates the zero-channel rule and ``_code``'s table counts in Numba; a property test compares
+the two on random symbols and settings, and the engine-equivalence tests compare whole blobs.
 """
 
 from __future__ import annotations
