@@ -8,7 +8,6 @@ unpacking and dequantization into one pass that writes the output tensor in its 
 from __future__ import annotations
 
 import math
-from typing import NamedTuple
 
 import numpy as np
 
@@ -18,7 +17,6 @@ from ._container import (H_INVALID, H_OK, I_BITS, I_BLOCK, I_CHANNELS, I_CODED, 
                          STATE_BYTES, Header, parse_fields)
 from ._crc32c import crc32c
 from ._jit import HAVE_NUMBA, njit
-from ._quantizer import QuantParams, per_channel
 from .errors import CorruptStreamError, InputError
 
 NAME = "cpu"
@@ -919,75 +917,6 @@ def tensor_range(xv: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def quantize(xv: np.ndarray, p: QuantParams, bits: int):
-    outer, channels, inner = xv.shape
-    q = np.empty((channels, outer * inner), np.uint8)
-    nonzero = np.zeros(channels, np.int64)
-    absdev = np.zeros(channels, np.int64)
-    if p.thresholds is not None:
-        _quantize_thresholds(xv, p.thresholds, np.int64(p.zero_point[0]), q, nonzero, absdev)
-    else:
-        scale = per_channel(p.scale, channels, np.float32)
-        zero = per_channel(p.zero_point, channels, np.int64)
-        _quantize_uniform(xv, scale, zero, (1 << bits) - 1, q, nonzero, absdev)
-    return q, nonzero, absdev
-
-
-class PackedSymbols(NamedTuple):
-    """The packed symbols (Cc, G) of FORMAT.md section 3: ``values`` (Cc * G,) for the pack factor
-    ``_histogram`` counted, else empty, and ``rans_encode`` packs them from q on the fly. ``shape``
-    and ``size`` are those of the array."""
-
-    q: np.ndarray
-    coded: np.ndarray
-    zsym: np.ndarray
-    bits: int
-    k: int
-    values: np.ndarray
-
-    @property
-    def shape(self) -> tuple[int, int]:
-        return self.coded.size, -(-self.q.shape[1] // self.k)
-
-    @property
-    def size(self) -> int:
-        return self.shape[0] * self.shape[1]
-
-
-SEGMENT_HISTOGRAMS = True           # ``histograms`` counts into the planner's segments (_encoder)
-
-
-def histograms(q, coded, zsym, bits, ks, rows=None, nrows=0):
-    """Per k: (histograms (C, 2**(k*bits)), int32 unless C * R >= 2**31, packed symbols (Cc, G) as
-    ``PackedSymbols``). With ``rows`` (C,), channel c counts into row rows[c] of (nrows, ...)
-    instead: the planner's segments fit in L1 where one row per channel does not.
-
-    One pass over q for the largest k; the others are marginals of its histograms (``_marginal``).
-    """
-    channels, length = q.shape
-    if rows is None:
-        rows, nrows = np.arange(channels, dtype=np.int64), channels
-    zs = np.ascontiguousarray(zsym, np.int64)
-    kbig = max(ks)
-    dtype = np.int32 if channels * length < (1 << 31) else np.int64     # counts summed over channels fit
-    big = np.zeros((nrows, 1 << (kbig * bits)), dtype)
-    values = np.empty(coded.size * -(-length // kbig), np.uint8)
-    if length:
-        _histogram(q, coded, zs, bits, kbig, big, rows, values)
-    out = []
-    for k in ks:
-        hist = big
-        if k != kbig:
-            hist = np.zeros((nrows, 1 << (k * bits)), dtype)
-            if length:
-                _marginal(big, kbig, k, bits, coded, zs, length, hist, rows)
-        out.append((hist, PackedSymbols(q, coded, zs, bits, k, values if k == kbig else _NO_VALUES)))
-    return out
-
-
-_NO_VALUES = np.empty(0, np.uint8)
-
-
 def encode_table(freqs, prob_bits) -> np.ndarray:
     """The (4 * T * A,) uint32 encoder table of ``_encoder_table``."""
     f = np.asarray(freqs, np.int64)
@@ -1016,15 +945,6 @@ def _encode_streams(q, coded, tsel, zsym, k, bits, freqs, prob_bits, nstreams, v
     scratch = np.empty(4 * ((total + nstreams - 1) // nstreams), np.uint16)
     n = _rans_encode(sidx, tab, nstreams, out16, nwords, scratch)
     return out16[:n], nwords
-
-
-def rans_encode(packed: PackedSymbols, tsel, freqs, prob_bits, nstreams):
-    """Streams of the packed symbols; ``tsel`` is the table of each coded channel."""
-    if nstreams == 0:                                      # nothing coded (``packed`` may be empty)
-        return np.empty(0, np.uint8), np.zeros(0, np.int64)
-    words, nwords = _encode_streams(packed.q, packed.coded, np.asarray(tsel, np.int64), packed.zsym, packed.k,
-                                    packed.bits, np.asarray(freqs, np.int64), prob_bits, int(nstreams), packed.values)
-    return words.astype("<u2", copy=False).view(np.uint8), nwords     # FORMAT.md: little-endian
 
 
 def dequant_values(h: Header) -> np.ndarray:
@@ -1206,16 +1126,6 @@ def _slow_decode(data, max_elements):
     return inverse_transform(y, h.tensor_shape, h.block) if h.block else y
 
 
-# ---------------------------------------------------------------- encoder front end, one compiled call
-
-def quantize_and_code(xv, params, bits: int, sparse: str, settings):
-    """Quantize, find the zero channels, plan and code (``_encoder._encode_view``; ``_cpu_encode``)."""
-    return _cpu_encode.quantize_and_code(xv, params, bits, sparse, settings)
-
-
-def code(q, coded, zsym, absdev, bits: int, settings):
-    """Plan and code the ``coded`` channels (``_encoder._code``'s steps in one compiled call)."""
-    return _cpu_encode.code(q, coded, zsym, absdev, bits, settings)
-
-
-from . import _cpu_encode  # noqa: E402 - last: it imports this module (its kernels), either may load first
+# The encoder's front end in one compiled call (``_encoder._encode_view``). Last: ``_cpu_encode``
+# calls this module's kernels; it defines its entries before it imports this module.
+from ._cpu_encode import code, quantize_and_code  # noqa: E402, F401

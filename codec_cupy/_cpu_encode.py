@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import _cpu, _planner
+from . import _planner
 from ._jit import njit
 
 try:
@@ -21,7 +21,6 @@ try:
 except ImportError:  # pragma: no cover - without Numba the functions run as plain Python
     _List = list
 
-SPARSE_CODES = {"off": 0, "auto": 1, "on": 2}
 _NO_THRESHOLDS = np.zeros(0, np.float32)             # the uniform quantizer
 _NO_SCALE = np.ones(1, np.float32)                   # ECSQ: levels, no scale
 
@@ -33,7 +32,7 @@ def quantize_and_code(xv, params, bits: int, sparse: str, settings):
     scale = _NO_SCALE if params.scale is None else params.scale                               # float32
     q, zsym, absdev, zero, use_mask, coding = _quantize_and_code(
         xv, scale, np.asarray(params.zero_point, np.int64), thresholds, bits,
-        SPARSE_CODES[sparse], *_plan_args(settings))
+        _planner.SPARSE_CODES[sparse], *_plan_args(settings))
     return q, zsym, absdev, zero, bool(use_mask), _bytes(coding)
 
 
@@ -65,24 +64,13 @@ def _per_channel(values, channels, out):
 def _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, walk_bits, min_bits, max_bits,
          log2q, slack_ppm, overhead_ppm, fixed_streams):
     """``_encoder._code``: the planner, then ``rans_encode``: (pack, table map, freqs, prob_bits, stream
-    words (u16), words per stream). ``tables``: the table counts to try, filtered to at most the
-    coded channels when ``tables_auto``, else clamped to them (one fixed count)."""
+    words (u16), words per stream)."""
     channels, length = q.shape
     ncoded = coded.shape[0] if length else 0
-    if ncoded == 0:                                   # nothing to code: the smallest valid model
-        freqs = np.zeros((1, np.int64(1) << bits), np.int64)
-        freqs[0, 0] = np.int64(1) << min_bits
-        return 1, np.zeros(channels, np.int64), freqs, min_bits, np.empty(0, np.uint16), np.zeros(0, np.int64)
-    n = 0
-    tried = np.empty(tables.shape[0], np.int64)
-    for t in tables:
-        if not tables_auto:
-            tried[n] = min(t, ncoded)
-            n += 1
-        elif t <= ncoded:
-            tried[n] = t
-            n += 1
-    tried = tried[:n]
+    if ncoded == 0:                                   # nothing to code
+        tmap, freqs = _planner.empty_model(channels, bits, min_bits)
+        return 1, tmap, freqs, min_bits, np.empty(0, np.uint16), np.zeros(0, np.int64)
+    tried = _planner.table_counts(tables, tables_auto, ncoded)
     order, bounds, row, rows = _planner.segments(absdev, coded, tried, channels)
     nrows = bounds.shape[0] - 1
     kbig = ks[ks.shape[0] - 1]                        # candidates come in increasing k
@@ -112,8 +100,9 @@ def _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, wal
 @njit
 def _quantize_and_code(xv, scale, zero_point, thresholds, bits, sparse, ks, tables, tables_auto, first_bits,
                       walk_bits, min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams):
-    """``_cpu.quantize``, the zero channels of ``_encoder._zero_channels`` and ``_code``: (q, zero
-    symbols, |q - zero| sums, zero-channel candidates, use the mask?, then ``_code``'s tuple).
+    """Quantize (``_cpu._quantize_uniform`` or ``_quantize_thresholds``), ``_planner.zero_channels``
+    and ``_code``: (q, zero symbols, |q - zero| sums, zero-channel candidates, use the mask?, then
+    ``_code``'s tuple).
     ``thresholds`` non-empty: the ECSQ quantizer, else the uniform one."""
     outer, channels, inner = xv.shape
     length = outer * inner
@@ -126,13 +115,12 @@ def _quantize_and_code(xv, scale, zero_point, thresholds, bits, sparse, ks, tabl
     else:
         scales = _per_channel(scale, channels, np.empty(channels, np.float32))
         _cpu._quantize_uniform(xv, scales, zsym, (1 << bits) - 1, q, nonzero, absdev)
-    if sparse == 0 or length == 0:
-        zero = np.zeros(channels, np.bool_)
-        coded = np.arange(channels)
-    else:
-        zero = nonzero == 0
-        coded = np.flatnonzero(nonzero)
-    use_mask = sparse == 2 or (sparse == 1 and coded.shape[0] < channels)
+    zero, coded, use_mask = _planner.zero_channels(nonzero, length, sparse)
     coding = _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, walk_bits, min_bits,
                   max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams)
     return q, zsym, absdev, zero, use_mask, coding
+
+
+# Last: ``_cpu`` imports this module's entries at its end, so either module may be imported first;
+# the compiled functions above look ``_cpu``'s kernels up when they are first compiled.
+from . import _cpu  # noqa: E402

@@ -2,10 +2,10 @@
 
 An engine module supplies the data-parallel steps (``minmax``, ``quantize``, ``histograms``,
 ``rans_encode``); everything that decides bytes from statistics lives here or in ``_planner``, so
-engines cannot disagree on it. One exception, for speed: the cpu engine's ``quantize_and_code``
-(``_cpu_encode``) runs ``_encode_view``'s steps up to the container in one compiled call, so it
-restates the zero-channel rule and ``_code``'s table counts in Numba; a property test compares
-the two on random symbols and settings, and the engine-equivalence tests compare whole blobs.
+engines cannot disagree on it. For speed, the cpu engine supplies ``quantize_and_code`` and
+``code`` (``_cpu_encode``) instead of the last three: ``_encode_view``'s steps up to the container
+in one compiled call, calling the same ``_planner`` functions (zero channels, table counts, the
+planner, the stream count) as ``_code``.
 """
 
 from __future__ import annotations
@@ -169,11 +169,6 @@ class _Settings(NamedTuple):
     overhead_ppm: int
     fixed_streams: int               # 0: streams="auto"
 
-    def table_counts(self, ncoded: int) -> np.ndarray:
-        if self.tables_auto:
-            return self.tables[self.tables <= ncoded]
-        return np.minimum(self.tables, ncoded)
-
 
 @functools.lru_cache(maxsize=64)
 def _settings(cfg: CodecConfig) -> _Settings:
@@ -210,8 +205,7 @@ def _encode_view(engine, xv, params: QuantParams, frame: _Frame, cfg: CodecConfi
     else:
         zsym = params.zero_symbols(channels)
         q, nonzero, absdev = engine.quantize(xv, params, cfg.bits)
-        zero, coded = _zero_channels(np.asarray(nonzero), length, cfg.sparse)
-        use_mask = cfg.sparse == "on" or (cfg.sparse == "auto" and coded.size < channels)
+        zero, coded, use_mask = _planner.zero_channels(np.asarray(nonzero), length, _planner.SPARSE_CODES[cfg.sparse])
         code = functools.partial(_code, engine)
         coding = code(q, coded, zsym, absdev, cfg.bits, settings)
     blob = _write(coding, zero if use_mask else None, zsym, params, frame, cfg)
@@ -238,29 +232,19 @@ def _write(coding: tuple, zero_mask, zsym, params: QuantParams, frame: _Frame, c
     return _container.write(header, streams)
 
 
-def _zero_channels(nonzero, length: int, sparse: str):
-    """(zero mask candidate (C,), coded channels): channels without a nonzero symbol are left out
-    unless ``sparse`` is "off" (or nothing is coded anyway)."""
-    channels = nonzero.shape[0]
-    if sparse == "off" or length == 0:
-        return np.zeros(channels, bool), np.arange(channels, dtype=np.int64)
-    return nonzero == 0, np.flatnonzero(nonzero).astype(np.int64, copy=False)
-
-
 def _code(engine, q, coded, zsym, absdev, bits: int, settings: _Settings) -> _Coding:
     """Plan (``_planner``: the cheapest pack, tables, prob_bits, then the streams) and rANS-code the
     symbols of the ``coded`` channels."""
     channels, length = q.shape
     ncoded = int(coded.size) if length else 0
-    if ncoded == 0:                       # nothing to code: the smallest valid model
-        freqs = np.zeros((1, 1 << bits), np.int64)
-        freqs[0, 0] = 1 << _container.MIN_PROB_BITS
-        return _Coding(1, np.zeros(channels, np.int64), freqs, _container.MIN_PROB_BITS, np.empty(0, np.uint8),
-                       np.zeros(0, np.int64))
+    if ncoded == 0:                       # nothing to code
+        tmap, freqs = _planner.empty_model(channels, bits, settings.min_bits)
+        return _Coding(1, tmap, freqs, settings.min_bits, np.empty(0, np.uint8), np.zeros(0, np.int64))
     ks = [int(k) for k in settings.ks]
-    tables = settings.table_counts(ncoded)
-    order, bounds, row, rows = _planner.segments(absdev, coded, tables, channels)
-    hists, sums = _segment_histograms(engine, q, coded, zsym, bits, ks, order, bounds, rows)
+    tables = _planner.table_counts(settings.tables, settings.tables_auto, ncoded)
+    order, bounds, row, _ = _planner.segments(absdev, coded, tables, channels)
+    hists = engine.histograms(q, coded, zsym, bits, ks)
+    sums = tuple(_planner.segment_sums(np.ascontiguousarray(h, np.int64), order, bounds) for h, _ in hists)
     ki, t, prob_bits, cost, tmap, freqs = _planner.plan(
         sums, row, order, ncoded, channels, tables, settings.first_bits, settings.walk_bits,
         settings.min_bits, settings.max_bits, _planner.LOG2Q, settings.slack_ppm)
@@ -269,15 +253,3 @@ def _code(engine, q, coded, zsym, absdev, bits: int, settings: _Settings) -> _Co
     nstreams = int(_planner.choose_streams(ncoded * groups, cost, settings.overhead_ppm, settings.fixed_streams))
     streams, nwords = engine.rans_encode(packed, tmap[coded], freqs, prob_bits, nstreams)
     return _Coding(k, tmap, freqs, prob_bits, streams, nwords)
-
-
-def _segment_histograms(engine, q, coded, zsym, bits, ks, order, bounds, rows):
-    """(engine histograms, per pack the counts of each planner segment). An engine with
-    ``SEGMENT_HISTOGRAMS`` counts straight into the segments (a few rows instead of one per
-    channel); the others' per-channel histograms are summed here."""
-    if getattr(engine, "SEGMENT_HISTOGRAMS", False):
-        hists = engine.histograms(q, coded, zsym, bits, ks, rows, bounds.size - 1)
-        return hists, tuple(h for h, _ in hists)
-    hists = engine.histograms(q, coded, zsym, bits, ks)
-    dtype = np.int32 if all(h.dtype == np.int32 for h, _ in hists) else np.int64
-    return hists, tuple(_planner.segment_sums(np.ascontiguousarray(h, dtype), order, bounds) for h, _ in hists)

@@ -401,6 +401,49 @@ def _take_surplus_heap(counts, out, excess):
         _sift_down(heap, size, 0, counts, out)
 
 
+SPARSE_CODES = {"off": 0, "auto": 1, "on": 2}       # ``CodecConfig.sparse`` for ``zero_channels``
+
+
+@njit(inline="always")          # inlined into ``_cpu_encode``; Python callers get it compiled
+def zero_channels(nonzero, length, sparse):
+    """(zero-channel candidates (C,) bool, coded channels, use the mask?) from each channel's count
+    of nonzero symbols: channels without one are left out unless ``sparse`` is off (or nothing is
+    coded anyway); auto uses the mask only when it drops a channel."""
+    channels = nonzero.shape[0]
+    if sparse == 0 or length == 0:
+        zero = np.zeros(channels, np.bool_)
+        coded = np.arange(channels)
+    else:
+        zero = nonzero == 0
+        coded = np.flatnonzero(nonzero)
+    return zero, coded, sparse == 2 or (sparse == 1 and coded.shape[0] < channels)
+
+
+@njit(inline="always")          # inlined into ``_cpu_encode``; Python callers get it compiled
+def table_counts(tables, tables_auto, ncoded):
+    """The table counts to try for ``ncoded`` coded channels: with ``tables_auto`` those of
+    ``tables`` that are at most ``ncoded``, else the one fixed count clamped to it."""
+    out = np.empty(tables.shape[0], np.int64)
+    n = 0
+    for t in tables:
+        if not tables_auto:
+            out[n] = min(t, ncoded)
+            n += 1
+        elif t <= ncoded:
+            out[n] = t
+            n += 1
+    return out[:n]
+
+
+@njit
+def empty_model(channels, bits, min_bits):
+    """(table map, freqs) when nothing is coded: the smallest valid model, one table at the lowest
+    precision with all of it on symbol 0."""
+    freqs = np.zeros((1, np.int64(1) << bits), np.int64)
+    freqs[0, 0] = np.int64(1) << min_bits
+    return np.zeros(channels, np.int64), freqs
+
+
 @njit
 def group_channels(order, ncoded, ntables, channels):
     """Table of each channel: coded channels by rank (``order``) split into ``ntables`` equal groups."""

@@ -106,11 +106,18 @@ def test_marginal_histograms_equal_direct_counts(bits, length):
     coded = np.array([0, 1, 3, 4], np.int64)
     zsym = rng.integers(0, 1 << bits, channels).astype(np.int64)
     ks = [k for k in (1, 2, 4, 8) if k * bits <= 8]
-    for (hist, _), k in zip(_cpu.histograms(q, coded, zsym, bits, ks), ks):
-        direct = np.zeros_like(hist)
-        values = np.empty(coded.size * -(-length // k), np.uint8)
-        _cpu._histogram(q, coded, zsym, bits, k, direct, np.arange(channels, dtype=np.int64), values)
-        assert np.array_equal(hist, direct)
+    rows = np.arange(channels, dtype=np.int64)
+
+    def direct(k):
+        hist = np.zeros((channels, 1 << (k * bits)), np.int64)
+        _cpu._histogram(q, coded, zsym, bits, k, hist, rows, np.empty(coded.size * -(-length // k), np.uint8))
+        return hist
+
+    big = direct(ks[-1])
+    for k in ks[:-1]:
+        marginal = np.zeros((channels, 1 << (k * bits)), np.int64)
+        _cpu._marginal(big, ks[-1], k, bits, coded, zsym, length, marginal, rows)
+        assert np.array_equal(marginal, direct(k))
 
 
 @pytest.mark.parametrize("values", [[-0.0, 0.0, 1.5], [0.0, -0.0], [-3.0, -1.0, -0.0], [2.0, 2.0], [-1e-38, 5e-39],
@@ -166,9 +173,9 @@ def test_auto_drops_the_mask_when_coding_few_zero_channels_is_cheaper(rng):
        prob_bits=st.sampled_from(["auto", 8, 13]), streams=st.sampled_from(["auto", 1, 3]))
 def test_fused_front_end_codes_like_the_step_by_step_pipeline(seed, channels, length, bits, zero_share, tables,
                                                               pack, prob_bits, streams):
-    """``_cpu.code`` (one compiled call) and ``_encoder._code`` driving the same engine step by step
-    (int32 histograms, a tuple of them for the planner) decide and write the same thing."""
-    from codec_cupy import _encoder
+    """``_cpu.code`` (one compiled call) and ``_encoder._code`` driving the reference engine step by
+    step (per-channel histograms summed into the segments) decide and write the same thing."""
+    from codec_cupy import _encoder, _reference
 
     if pack != "auto" and pack * bits > 8:
         pack = 1
@@ -181,7 +188,7 @@ def test_fused_front_end_codes_like_the_step_by_step_pipeline(seed, channels, le
     absdev = np.abs(q.astype(np.int64) - 1).sum(axis=1)
     coded = np.flatnonzero(absdev).astype(np.int64) if rng.random() < 0.5 else np.arange(channels, dtype=np.int64)
     fused = _cpu.code(q, coded, zsym, absdev, bits, settings_)
-    steps = _encoder._code(_cpu, q, coded, zsym, absdev, bits, settings_)
+    steps = _encoder._code(_reference, q, coded, zsym, absdev, bits, settings_)
     assert fused[0] == steps[0] and fused[3] == steps[3]
     for a, b in zip(fused[1:], steps[1:]):
         assert np.array_equal(np.asarray(a), np.asarray(b))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from codec_cupy import _cpu, _planner
+from codec_cupy import _cpu, _planner, _reference
 from codec_cupy._tablecodec import best_order
 
 LOG2Q = _planner.LOG2Q
@@ -275,7 +275,8 @@ def test_single_table_fixed_grouping():
 @pytest.mark.parametrize("length", [1, 7, 29, 64])
 def test_segment_histograms_are_summed_channel_histograms(bits, length):
     """The cpu engine's histograms counted into the planner's segments (per-channel zero points,
-    padding, an uncoded channel) equal the per-channel ones summed."""
+    padding, an uncoded channel) equal the reference's per-channel ones summed, and its packed
+    symbols are the reference's."""
     rng = np.random.default_rng(bits * 100 + length)
     channels = 11
     q = rng.integers(0, 1 << bits, (channels, length)).astype(np.uint8)
@@ -285,10 +286,12 @@ def test_segment_histograms_are_summed_channel_histograms(bits, length):
     order, bounds, _, rows = _planner.segments(absdev, coded, np.array([1, 2, 4, 8], np.int64), channels)
     assert np.array_equal(order, _planner.channel_order(absdev, coded))
     ks = [k for k in (1, 2, 4, 8) if k * bits <= 8]
-    per_channel = _cpu.histograms(q, coded, zsym, bits, ks)
-    per_segment = _cpu.histograms(q, coded, zsym, bits, ks, rows, bounds.size - 1)
-    for (h, _), (s, _) in zip(per_channel, per_segment):
-        assert np.array_equal(s, _planner.segment_sums(h, order, bounds))
+    for (h, packed), k in zip(_reference.histograms(q, coded, zsym, bits, ks), ks):
+        per_segment = np.zeros((bounds.size - 1, h.shape[1]), np.int64)
+        values = np.empty(packed.size, np.uint8)
+        _cpu._histogram(q, coded, zsym, bits, k, per_segment, rows, values)
+        assert np.array_equal(per_segment, _planner.segment_sums(h, order, bounds))
+        assert np.array_equal(values, packed.ravel())
 
 
 @pytest.mark.parametrize("budget_streams,expected", [(0, 1), (1, 1), (3, 3), (4, 4), (5, 4), (7, 4), (8, 8),
