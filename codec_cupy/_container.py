@@ -143,31 +143,61 @@ class Header:
 
 def write(h: Header, streams: np.ndarray) -> bytes:
     """Serialize ``h`` followed by ``streams`` (the concatenated stream bytes, uint8) and the CRC."""
-    flags = ((FLAG_PER_CHANNEL if h.per_channel else 0) | (FLAG_ECSQ if h.levels is not None else 0)
-             | (FLAG_ZERO_MASK if h.zero_mask is not None else 0) | (FLAG_TRANSFORM if h.block else 0))
-    shape = h.tensor_shape if h.block else h.shape
-    head = (*MAGIC, h.version, flags, DTYPE_CODES[np.dtype(h.dtype)], h.bits, len(shape),
-            NO_AXIS if h.axis is None or h.block else h.axis)
-    after_shape = np.array([h.block] if h.block else [], np.uint8)
-    if h.levels is not None:                     # (words, first byte of each written, zero point width)
-        quant = (np.asarray(h.levels, np.float32).view(np.uint32), 0, 0)
-    elif h.per_channel:                          # bf16 scales: the high half of each float32 word
-        quant = (np.asarray(h.scale, np.float32).view(np.uint32), 2, h.bits)
+    mask = _NO_MASK if h.zero_mask is None else np.asarray(h.zero_mask, bool).view(np.uint8)
+    fields = frame_fields(h.dtype, h.bits, h.shape, h.axis, h.per_channel, h.scale, h.zero_point, h.levels,
+                          h.block, h.tensor_shape)
+    model = model_bytes(*fields, h.zero_mask is not None, mask, h.pack, h.prob_bits, np.asarray(h.table_map, np.int64),
+                        np.asarray(h.freqs, np.int64), np.asarray(h.nwords, np.int64))
+    return seal(model, streams)
+
+
+def frame_fields(dtype, bits: int, shape: tuple[int, ...], axis: int | None, per_channel: bool, scale, zero_point,
+                 levels, block: int = 0, tensor_shape: tuple[int, ...] = ()) -> tuple:
+    """The first arguments of ``model_bytes``, from the ``Header`` fields that the coding does not
+    decide (an encoder takes them before coding): the fixed fields (``model_bytes`` sets the
+    ZERO_MASK flag), the shape, the transform's block byte and the quantizer section (its words,
+    the first byte of each written, the zero point width, the zero points)."""
+    flags = ((FLAG_PER_CHANNEL if per_channel else 0) | (FLAG_ECSQ if levels is not None else 0)
+             | (FLAG_TRANSFORM if block else 0))
+    shape = tensor_shape if block else shape
+    head = np.array((*MAGIC, VERSION_TRANSFORM if block else VERSION, flags, DTYPE_CODES[np.dtype(dtype)], bits,
+                     len(shape), NO_AXIS if axis is None or block else axis), np.uint8)
+    after_shape = np.array([block] if block else [], np.uint8)
+    if levels is not None:                       # (words, first byte of each written, zero point width)
+        quant = (np.asarray(levels, np.float32).view(np.uint32), 0, 0)
+    elif per_channel:                            # bf16 scales: the high half of each float32 word
+        quant = (np.asarray(scale, np.float32).view(np.uint32), 2, bits)
         if np.any(quant[0] & 0xFFFF):
             raise ValueError("per-channel scales must be bf16-representable (low 16 bits zero)")
     else:
-        quant = (np.asarray(h.scale, np.float32).view(np.uint32), 0, 8)
-    mask = _NO_MASK if h.zero_mask is None else np.asarray(h.zero_mask, bool).view(np.uint8)
-    model = _write_model(head, np.array(shape, np.int64), after_shape, *quant, np.asarray(h.zero_point, np.int64),
-                         (h.pack, h.prob_bits, h.ntables), mask, np.asarray(h.table_map, np.uint8),
-                         table_map_width(h.ntables) if h.ntables > 1 else 0, np.asarray(h.freqs, np.int64),
-                         np.asarray(h.nwords, np.int64), tc.max_tables_bytes(h.ntables, h.alphabet))
+        quant = (np.asarray(scale, np.float32).view(np.uint32), 0, 8)
+    return head, np.array(shape, np.int64), after_shape, *quant, np.asarray(zero_point, np.int64)
+
+
+def seal(model: np.ndarray, streams: np.ndarray) -> bytes:
+    """The blob: ``model`` (everything before the streams), the stream bytes, the CRC of both."""
     streams = np.ascontiguousarray(streams, np.uint8)
     crc = crc32c(streams, crc32c(model))
     return b"".join((model, streams, crc.to_bytes(CRC_BYTES, "little")))
 
 
 _NO_MASK = np.zeros(0, np.uint8)
+
+
+@njit
+def model_bytes(head, shape, after_shape, qwords, qfirst, zwidth, zero_points, use_mask, zero_mask, pack, prob_bits,
+                table_map, freqs, nwords):
+    """Everything before the streams (uint8): ``frame_fields``' arguments, then the zero mask (uint8,
+    C; written if ``use_mask``), the pack, the precision, the table map (C,), the tables (T, A) and
+    the words of each stream. Compiled, so the cpu engine's encoder calls it from compiled code."""
+    fixed = head.copy()
+    if use_mask:
+        fixed[5] |= FLAG_ZERO_MASK
+    ntables = freqs.shape[0]
+    width = table_map_width(ntables) if ntables > 1 else 0
+    return _write_model(fixed, shape, after_shape, qwords, qfirst, zwidth, zero_points,
+                        (np.int64(pack), np.int64(prob_bits), np.int64(ntables)), zero_mask if use_mask else zero_mask[:0],
+                        table_map, width, freqs, nwords, tc.max_tables_bytes(ntables, freqs.shape[1]))
 
 
 @njit
@@ -219,8 +249,13 @@ def _put_fields(out, pos, values, width):
     return pos
 
 
+@njit
 def table_map_width(ntables: int) -> int:
-    return max(1, (ntables - 1).bit_length())
+    """Bits per table map entry: enough for ntables - 1, at least 1."""
+    width = 1
+    while (1 << width) < ntables:
+        width += 1
+    return width
 
 
 def unpack_fields(raw: memoryview, count: int, width: int, what: str) -> np.ndarray:

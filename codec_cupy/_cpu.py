@@ -1126,6 +1126,6 @@ def _slow_decode(data, max_elements):
     return inverse_transform(y, h.tensor_shape, h.block) if h.block else y
 
 
-# The encoder's front end in one compiled call (``_encoder._encode_view``). Last: ``_cpu_encode``
-# calls this module's kernels; it defines its entries before it imports this module.
-from ._cpu_encode import code, quantize_and_code  # noqa: E402, F401
+# The encoder in one compiled call (``_encoder._encode_view``). Last: ``_cpu_encode`` calls this
+# module's kernels; it defines its entries before it imports this module.
+from ._cpu_encode import encode_tensor, encode_view  # noqa: E402, F401

@@ -1,20 +1,22 @@
-"""The cpu engine's encoder front end: quantize, find the zero channels, plan and rANS-code the
-symbols of one (outer, C, inner) view in a single compiled call.
+"""The cpu engine's encoder: quantize, find the zero channels, plan, rANS-code the symbols of one
+(outer, C, inner) view and write the bytes before the streams, in a single compiled call.
 
 ``_encoder`` drives the other engines step by step (quantize, histograms, ``_planner.plan``,
-``rans_encode``), with Python in between. On a single image's features (31-47 K elements) that
-Python (argument lists, NumPy calls on C-sized arrays, a dozen Numba dispatches) was 15-20 % of
-the cpu engine's encode (docs/BENCH_CODEC.md). These functions run the same kernels and the same planner
-functions in the same order, so the bytes are the reference's (the engine-equivalence tests check
-it); only the glue between them is compiled.
+``rans_encode``, ``_container.model_bytes``), with Python in between. On a single image's features
+(31-47 K elements) that Python (argument lists, NumPy calls on C-sized arrays, a dozen Numba
+dispatches, boxing their results) was a quarter of the cpu engine's encode (docs/BENCH_CODEC.md).
+These functions run the same kernels and the same planner and container functions in the same
+order, so the bytes are the reference's (the engine-equivalence tests check it); only the glue
+between them is compiled.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from . import _planner
+from . import _container, _planner
 from ._jit import njit
+from ._quantizer import tensor_scale_zero
 
 try:
     from numba.typed import List as _List
@@ -25,31 +27,22 @@ _NO_THRESHOLDS = np.zeros(0, np.float32)             # the uniform quantizer
 _NO_SCALE = np.ones(1, np.float32)                   # ECSQ: levels, no scale
 
 
-def quantize_and_code(xv, params, bits: int, sparse: str, settings):
-    """Engine entry (see ``_encoder._encode_view``): (q, zero symbols, |q - zero| sums, zero-channel
-    candidates, use the mask?, (pack, table map, freqs, prob_bits, stream bytes, words per stream))."""
+def encode_view(xv, params, bits: int, sparse: str, settings, fields) -> tuple[np.ndarray, np.ndarray]:
+    """Engine entry (``_encoder._encode_view``): the blob's bytes before the streams and the stream
+    bytes (uint8), for the quantizer ``params``, the planner's ``settings`` (``_encoder._Settings``)
+    and ``fields`` (``_container.frame_fields``)."""
     thresholds = _NO_THRESHOLDS if params.thresholds is None else params.thresholds          # float32
     scale = _NO_SCALE if params.scale is None else params.scale                               # float32
-    q, zsym, absdev, zero, use_mask, coding = _quantize_and_code(
-        xv, scale, np.asarray(params.zero_point, np.int64), thresholds, bits,
-        _planner.SPARSE_CODES[sparse], *_plan_args(settings))
-    return q, zsym, absdev, zero, bool(use_mask), _bytes(coding)
+    return _encode_view(xv, scale, params.zero_point, thresholds, bits, _planner.SPARSE_CODES[sparse], *settings,
+                        *fields)
 
 
-def code(q, coded, zsym, absdev, bits: int, settings):
-    """Engine entry: plan and code the ``coded`` channels of quantized symbols (``_encoder._code``)."""
-    return _bytes(_code(q, coded, zsym, absdev, bits, *_plan_args(settings)))
-
-
-def _plan_args(settings):
-    return (settings.ks, settings.tables, settings.tables_auto, settings.first_bits, settings.walk_bits,
-            settings.min_bits, settings.max_bits, _planner.LOG2Q, settings.slack_ppm, settings.overhead_ppm,
-            settings.fixed_streams)
-
-
-def _bytes(coding):
-    k, tmap, freqs, prob_bits, words, nwords = coding
-    return int(k), tmap, freqs, int(prob_bits), words.astype("<u2", copy=False).view(np.uint8), nwords
+def encode_tensor(xv, lo: float, hi: float, bits: int, sparse: int, settings, frame) -> tuple[np.ndarray, np.ndarray]:
+    """Engine entry (``_encoder.encode_array``): ``encode_view`` with the per-tensor uniform quantizer of
+    the range [lo, hi], its parameters chosen in the same call (``_quantizer.tensor_scale_zero``).
+    ``sparse``: a ``_planner.SPARSE_CODES`` value; ``frame``: ``_container.frame_fields`` but for
+    the quantizer words and zero points (head, shape, after_shape, first byte, zero point width)."""
+    return _encode_tensor(xv, lo, hi, bits, sparse, *settings, *frame)
 
 
 @njit
@@ -98,12 +91,13 @@ def _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, wal
 
 
 @njit
-def _quantize_and_code(xv, scale, zero_point, thresholds, bits, sparse, ks, tables, tables_auto, first_bits,
-                      walk_bits, min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams):
-    """Quantize (``_cpu._quantize_uniform`` or ``_quantize_thresholds``), ``_planner.zero_channels``
-    and ``_code``: (q, zero symbols, |q - zero| sums, zero-channel candidates, use the mask?, then
-    ``_code``'s tuple).
-    ``thresholds`` non-empty: the ECSQ quantizer, else the uniform one."""
+def _encode_view(xv, scale, zero_point, thresholds, bits, sparse, ks, tables, tables_auto, first_bits, walk_bits,
+                 min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams, head, shape, after_shape, qwords,
+                 qfirst, zwidth, zero_points):
+    """``_encoder._encode_view``: quantize (``_cpu._quantize_uniform``, or ``_quantize_thresholds``
+    where ``thresholds`` is non-empty: ECSQ), ``_planner.zero_channels``, ``_code``, the model
+    bytes, and the blob without the zero mask where ``_planner.mask_may_cost`` says so. Returns
+    (model bytes, stream bytes)."""
     outer, channels, inner = xv.shape
     length = outer * inner
     q = np.empty((channels, length), np.uint8)
@@ -116,9 +110,39 @@ def _quantize_and_code(xv, scale, zero_point, thresholds, bits, sparse, ks, tabl
         scales = _per_channel(scale, channels, np.empty(channels, np.float32))
         _cpu._quantize_uniform(xv, scales, zsym, (1 << bits) - 1, q, nonzero, absdev)
     zero, coded, use_mask = _planner.zero_channels(nonzero, length, sparse)
+    mask = zero.view(np.uint8)
     coding = _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, walk_bits, min_bits,
-                  max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams)
-    return q, zsym, absdev, zero, use_mask, coding
+                   max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams)
+    model = _model(coding, use_mask, mask, head, shape, after_shape, qwords, qfirst, zwidth, zero_points)
+    streams = coding[4].view(np.uint8)
+    if sparse == _planner.SPARSE_AUTO and use_mask and _planner.mask_may_cost(model.shape[0] + streams.shape[0] + _container.CRC_BYTES,
+                                                           channels):
+        coding = _code(q, np.arange(channels), zsym, absdev, bits, ks, tables, tables_auto, first_bits, walk_bits,
+                       min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams)
+        unmasked = _model(coding, False, mask, head, shape, after_shape, qwords, qfirst, zwidth, zero_points)
+        words = coding[4].view(np.uint8)
+        if unmasked.shape[0] + words.shape[0] < model.shape[0] + streams.shape[0]:
+            return unmasked, words
+    return model, streams
+
+
+@njit
+def _encode_tensor(xv, lo, hi, bits, sparse, ks, tables, tables_auto, first_bits, walk_bits, min_bits, max_bits, log2q,
+                   slack_ppm, overhead_ppm, fixed_streams, head, shape, after_shape, qfirst, zwidth):
+    """``encode_tensor``: the scale and zero point of [lo, hi], then ``_encode_view``."""
+    scale, zero = tensor_scale_zero(lo, hi, bits)
+    scales = np.full(1, scale, np.float32)
+    zeros = np.full(1, zero, np.int64)
+    return _encode_view(xv, scales, zeros, _NO_THRESHOLDS, bits, sparse, ks, tables, tables_auto, first_bits, walk_bits,
+                        min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams, head, shape, after_shape,
+                        scales.view(np.uint32), qfirst, zwidth, zeros)
+
+
+@njit
+def _model(coding, use_mask, mask, head, shape, after_shape, qwords, qfirst, zwidth, zero_points):
+    k, tmap, freqs, prob_bits, words, nwords = coding
+    return _container.model_bytes(head, shape, after_shape, qwords, qfirst, zwidth, zero_points, use_mask, mask, k,
+                                  prob_bits, tmap, freqs, nwords)
 
 
 # Last: ``_cpu`` imports this module's entries at its end, so either module may be imported first;

@@ -2,10 +2,10 @@
 
 An engine module supplies the data-parallel steps (``minmax``, ``quantize``, ``histograms``,
 ``rans_encode``); everything that decides bytes from statistics lives here or in ``_planner``, so
-engines cannot disagree on it. For speed, the cpu engine supplies ``quantize_and_code`` and
-``code`` (``_cpu_encode``) instead of the last three: ``_encode_view``'s steps up to the container
-in one compiled call, calling the same ``_planner`` functions (zero channels, table counts, the
-planner, the stream count) as ``_code``.
+engines cannot disagree on it. For speed, the cpu engine supplies ``encode_view`` (``_cpu_encode``)
+instead of the last three: ``_encode_view``'s steps up to the blob's bytes in one compiled call,
+calling the same ``_planner`` and ``_container`` functions (zero channels, table counts, the
+planner, the stream count, the mask check, the model bytes) as ``_code`` and ``_write``.
 """
 
 from __future__ import annotations
@@ -18,14 +18,13 @@ from typing import NamedTuple
 import numpy as np
 
 from . import _container, _planner, _transform
-from ._quantizer import (BF16_MAX, F32_TINY, QuantParams, clip_range, ecsq_params, frequency_steps, subsample_rows,
+from ._quantizer import (QuantParams, clip_range, ecsq_params, frequency_steps, subsample_rows, tensor_scale_zero,
                          transform_params, uniform_params)
 from .config import AUTO, CodecConfig
 from .errors import InputError
 
 PROB_BITS_FIRST = 12
 PROB_BITS_LAST = 14                   # larger tables cost more than they save here
-_MASK_CHECK = 0.01                    # try the blob without the zero mask where the mask is >= 1 % of it
 
 
 def check_input(x) -> np.dtype:
@@ -64,10 +63,15 @@ def view3(shape: tuple[int, ...], axis: int | None) -> tuple[int, int, int]:
     return math.prod(shape[:axis]), shape[axis], math.prod(shape[axis + 1:])
 
 
+def _min_max_only(cfg: CodecConfig) -> bool:
+    """One uniform quantizer from the tensor's min and max: no per-channel ranges, clipping or ECSQ."""
+    return cfg.granularity != "channel" and cfg.clip == "none" and cfg.quantizer != "ecsq"
+
+
 def choose_params(engine, xv, cfg: CodecConfig, to_host=np.asarray) -> QuantParams:
     """Quantizer parameters; ``to_host`` brings a device view to NumPy for the subsampling policies."""
     per_channel = cfg.granularity == "channel"
-    min_max_only = not per_channel and cfg.clip == "none" and cfg.quantizer != "ecsq"
+    min_max_only = _min_max_only(cfg)
     tensor_range = getattr(engine, "tensor_range", None) if min_max_only else None
     if tensor_range is not None:                                    # one flat reduction, no per-channel pass
         lo, hi = tensor_range(xv)                                   # also rejects NaN/Inf
@@ -88,13 +92,7 @@ def choose_params(engine, xv, cfg: CodecConfig, to_host=np.asarray) -> QuantPara
 
 
 def _tensor_params(lo: float, hi: float, bits: int) -> QuantParams:
-    """``uniform_params`` for one per-tensor range in Python floats: the same float64 operations,
-    float32 rounding and round-half-even (``round``), without a dozen NumPy calls on 1-element arrays."""
-    qmax = (1 << bits) - 1
-    lo, hi = min(lo, 0.0), max(hi, 0.0)
-    span = hi - lo
-    scale = np.float32(min(max(span / qmax if span > 0 else 1.0, F32_TINY), BF16_MAX))
-    zero = min(max(round(-lo / float(scale)), 0), qmax)
+    scale, zero = tensor_scale_zero(lo, hi, bits)
     return QuantParams(scale=np.array([scale], np.float32), zero_point=np.array([zero], np.int64))
 
 
@@ -118,8 +116,22 @@ def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asar
         cfg = cfg.replace(granularity="tensor")       # no channel axis (a vector): one range, as documented
     shape = tuple(x32.shape)
     xv = x32.reshape(view3(shape, axis))
+    fused = getattr(engine, "encode_tensor", None) if _min_max_only(cfg) else None
+    if fused is not None:         # the cpu engine: parameters to bytes in one compiled call
+        lo, hi = engine.tensor_range(xv)                                # also rejects NaN/Inf
+        head, shape_field, after_shape, _, qfirst, zwidth, _ = _tensor_frame(dtype, cfg.bits, shape, axis)
+        return _container.seal(*fused(xv, lo, hi, cfg.bits, _planner.SPARSE_CODES[cfg.sparse], _settings(cfg),
+                                      (head, shape_field, after_shape, qfirst, zwidth)))
     params = choose_params(engine, xv, cfg, to_host)
     return _encode_view(engine, xv, params, _Frame(dtype, shape, axis, cfg.granularity == "channel"), cfg)
+
+
+@functools.lru_cache(maxsize=256)
+def _tensor_frame(dtype: np.dtype, bits: int, shape: tuple[int, ...], axis: int | None) -> tuple:
+    """``_container.frame_fields`` of a per-tensor uniform quantizer, less its scale and zero point
+    (placeholders here: the words and zero point fields are the encoder's), cached per frame: a
+    stream of same-shaped tensors pays for them once. Callers must not modify the arrays."""
+    return _container.frame_fields(dtype, bits, shape, axis, False, np.ones(1, np.float32), np.zeros(1, np.int64), None)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -156,7 +168,8 @@ def _encode_transformed(engine, x: np.ndarray, dtype: np.dtype, cfg: CodecConfig
 
 
 class _Settings(NamedTuple):
-    """The planner's search space for one ``CodecConfig`` (arguments of ``_planner.plan``)."""
+    """The planner's search space for one ``CodecConfig`` (arguments of ``_planner.plan``), in the
+    order the cpu engine's compiled encoder takes them."""
 
     ks: np.ndarray                   # pack candidates, increasing
     tables: np.ndarray               # table counts to try (auto: those <= coded channels are tried)
@@ -165,6 +178,7 @@ class _Settings(NamedTuple):
     walk_bits: bool                  # prob_bits="auto": walk from first_bits within min_bits..max_bits
     min_bits: int
     max_bits: int
+    log2q: np.ndarray                # _planner.LOG2Q
     slack_ppm: int
     overhead_ppm: int
     fixed_streams: int               # 0: streams="auto"
@@ -175,7 +189,7 @@ def _settings(cfg: CodecConfig) -> _Settings:
     tables = (1, 2, 4, 8, 16) if cfg.tables == AUTO else (cfg.tables,)
     return _Settings(np.array(pack_candidates(cfg), np.int64), np.array(tables, np.int64), cfg.tables == AUTO,
                      cfg.prob_bits if cfg.prob_bits != AUTO else PROB_BITS_FIRST, cfg.prob_bits == AUTO,
-                     _container.MIN_PROB_BITS, PROB_BITS_LAST,
+                     _container.MIN_PROB_BITS, PROB_BITS_LAST, _planner.LOG2Q,
                      int(round(cfg.speed_slack * 1e6)), int(round(cfg.stream_overhead * 1e6)),
                      0 if cfg.streams == AUTO else cfg.streams)
 
@@ -192,44 +206,35 @@ class _Coding(NamedTuple):
 
 
 def _encode_view(engine, xv, params: QuantParams, frame: _Frame, cfg: CodecConfig) -> bytes:
-    """Quantize the (outer, C, inner) view, then code it with and, where that can be smaller,
-    without the zero-channel mask. An engine with ``quantize_and_code`` (cpu) runs the steps up to
-    the container in one compiled call; the others step by step here, with the same functions."""
-    outer, channels, inner = xv.shape
-    length = outer * inner
+    """Quantize the (outer, C, inner) view, then code it with and, where that can be smaller
+    (``_planner.mask_may_cost``), without the zero-channel mask. An engine with ``encode_view``
+    (cpu) runs these steps up to the blob's bytes in one compiled call, with the same functions."""
+    channels = xv.shape[1]
     settings = _settings(cfg)
-    fused = getattr(engine, "quantize_and_code", None)
+    fields = _container.frame_fields(frame.dtype, cfg.bits, frame.shape, frame.axis, frame.per_channel, params.scale,
+                                     params.zero_point, params.levels, frame.block, frame.tensor_shape)
+    fused = getattr(engine, "encode_view", None)
     if fused is not None:
-        q, zsym, absdev, zero, use_mask, coding = fused(xv, params, cfg.bits, cfg.sparse, settings)
-        code = engine.code
-    else:
-        zsym = params.zero_symbols(channels)
-        q, nonzero, absdev = engine.quantize(xv, params, cfg.bits)
-        zero, coded, use_mask = _planner.zero_channels(np.asarray(nonzero), length, _planner.SPARSE_CODES[cfg.sparse])
-        code = functools.partial(_code, engine)
-        coding = code(q, coded, zsym, absdev, cfg.bits, settings)
-    blob = _write(coding, zero if use_mask else None, zsym, params, frame, cfg)
-    if cfg.sparse == "auto" and use_mask and _MASK_CHECK * len(blob) <= (channels + 7) // 8:
-        # The mask costs ceil(C/8) bytes however few channels it drops; coding those channels' zeros
-        # can be cheaper (small feature maps with many channels). Dropping the mask can save at
-        # most its own bytes, so the second try is only paid where it can matter.
-        coding = code(q, np.arange(channels, dtype=np.int64), zsym, absdev, cfg.bits, settings)
-        unmasked = _write(coding, None, zsym, params, frame, cfg)
+        return _container.seal(*fused(xv, params, cfg.bits, cfg.sparse, settings, fields))
+    zsym = params.zero_symbols(channels)
+    q, nonzero, absdev = engine.quantize(xv, params, cfg.bits)
+    zero, coded, use_mask = _planner.zero_channels(np.asarray(nonzero), xv.shape[0] * xv.shape[2],
+                                                   _planner.SPARSE_CODES[cfg.sparse])
+    blob = _write(_code(engine, q, coded, zsym, absdev, cfg.bits, settings), use_mask, zero, fields)
+    if cfg.sparse == "auto" and use_mask and _planner.mask_may_cost(len(blob), channels):
+        everything = np.arange(channels, dtype=np.int64)
+        unmasked = _write(_code(engine, q, everything, zsym, absdev, cfg.bits, settings), False, zero, fields)
         if len(unmasked) < len(blob):
             blob = unmasked
     return blob
 
 
-def _write(coding: tuple, zero_mask, zsym, params: QuantParams, frame: _Frame, cfg: CodecConfig) -> bytes:
-    """The blob: header (``frame``, quantizer, model) and the streams of ``coding`` (a ``_Coding``)."""
+def _write(coding: _Coding, use_mask: bool, zero, fields: tuple) -> bytes:
+    """The blob: ``fields`` (``_container.frame_fields``), the zero mask if ``use_mask``, the model and
+    the streams of ``coding``."""
     pack, table_map, freqs, prob_bits, streams, nwords = coding
-    header = _container.Header(
-        dtype=frame.dtype, bits=cfg.bits, shape=frame.shape, axis=frame.axis,
-        scale=params.scale, zero_point=params.zero_point if params.levels is None else zsym[:1],
-        levels=params.levels, zero_mask=zero_mask, pack=pack, prob_bits=prob_bits,
-        table_map=table_map.astype(np.uint8), freqs=freqs, nwords=nwords,
-        per_channel=frame.per_channel, block=frame.block, tensor_shape=frame.tensor_shape)
-    return _container.write(header, streams)
+    model = _container.model_bytes(*fields, use_mask, zero.view(np.uint8), pack, prob_bits, table_map, freqs, nwords)
+    return _container.seal(model, streams)
 
 
 def _code(engine, q, coded, zsym, absdev, bits: int, settings: _Settings) -> _Coding:
@@ -247,7 +252,7 @@ def _code(engine, q, coded, zsym, absdev, bits: int, settings: _Settings) -> _Co
     sums = tuple(_planner.segment_sums(np.ascontiguousarray(h, np.int64), order, bounds) for h, _ in hists)
     ki, t, prob_bits, cost, tmap, freqs = _planner.plan(
         sums, row, order, ncoded, channels, tables, settings.first_bits, settings.walk_bits,
-        settings.min_bits, settings.max_bits, _planner.LOG2Q, settings.slack_ppm)
+        settings.min_bits, settings.max_bits, settings.log2q, settings.slack_ppm)
     k, packed = ks[ki], hists[ki][1]
     groups = -(-length // k)
     nstreams = int(_planner.choose_streams(ncoded * groups, cost, settings.overhead_ppm, settings.fixed_streams))

@@ -402,6 +402,17 @@ def _take_surplus_heap(counts, out, excess):
 
 
 SPARSE_CODES = {"off": 0, "auto": 1, "on": 2}       # ``CodecConfig.sparse`` for ``zero_channels``
+SPARSE_AUTO = SPARSE_CODES["auto"]
+MASK_CHECK_SHARE = 100          # sparse="auto": the blob without the mask is tried where the mask is >= 1 %
+
+
+@njit(inline="always")
+def mask_may_cost(blob_bytes, channels):
+    """sparse="auto" with a zero-channel mask: is the blob without it worth coding too? The mask
+    costs ceil(C/8) bytes however few channels it drops, and coding those channels' zeros can be
+    cheaper (small maps, many channels); dropping it saves at most its own bytes, so the second
+    try is only paid where the mask is at least 1 % of the blob."""
+    return blob_bytes <= MASK_CHECK_SHARE * ((channels + 7) // 8)
 
 
 @njit(inline="always")          # inlined into ``_cpu_encode``; Python callers get it compiled

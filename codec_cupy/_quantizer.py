@@ -12,6 +12,8 @@ import dataclasses
 
 import numpy as np
 
+from ._jit import njit
+
 F32_TINY = float(np.finfo(np.float32).tiny)          # 2**-126, also a bf16 value
 BF16_MAX = float(np.uint32(0x7F7F0000).view(np.float32))
 SAMPLE_PER_ROW = 4096                                  # subsample size for clipping / ECSQ design
@@ -42,6 +44,19 @@ def per_channel(values: np.ndarray, channels: int, dtype) -> np.ndarray:
     if values.shape[0] == channels:
         return np.array(values, dtype)
     return np.full(channels, values[0], dtype)
+
+
+@njit
+def tensor_scale_zero(lo: float, hi: float, bits: int) -> tuple:
+    """``uniform_params`` for one per-tensor range, compiled: (float32 scale, int64 zero point) by
+    the same float64 operations, float32 rounding and round-half-even, without a dozen NumPy calls
+    on 1-element arrays (small tensors pay for each), and callable from the cpu engine's encoder."""
+    qmax = (1 << bits) - 1
+    lo, hi = min(lo, 0.0), max(hi, 0.0)
+    span = hi - lo
+    scale = np.float32(min(max(span / qmax if span > 0 else 1.0, F32_TINY), BF16_MAX))
+    zero = min(max(np.int64(np.rint(-lo / np.float64(scale))), 0), qmax)
+    return scale, zero
 
 
 def uniform_params(lo: np.ndarray, hi: np.ndarray, bits: int, per_channel: bool) -> QuantParams:

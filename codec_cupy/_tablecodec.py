@@ -30,6 +30,7 @@ def cumulative(freqs) -> np.ndarray:
     return np.concatenate((np.zeros((f.shape[0], 1), np.int64), np.cumsum(f, axis=1)[:, :-1]), axis=1)
 
 
+@njit
 def max_tables_bytes(ntables: int, alphabet: int) -> int:
     """An upper bound on ``write_tables`` output, for its buffer."""
     return (ntables * (4 + alphabet * MAX_CODE_BITS) + 7) // 8 + 8

@@ -173,9 +173,10 @@ def test_auto_drops_the_mask_when_coding_few_zero_channels_is_cheaper(rng):
        prob_bits=st.sampled_from(["auto", 8, 13]), streams=st.sampled_from(["auto", 1, 3]))
 def test_fused_front_end_codes_like_the_step_by_step_pipeline(seed, channels, length, bits, zero_share, tables,
                                                               pack, prob_bits, streams):
-    """``_cpu.code`` (one compiled call) and ``_encoder._code`` driving the reference engine step by
-    step (per-channel histograms summed into the segments) decide and write the same thing."""
-    from codec_cupy import _encoder, _reference
+    """``_cpu_encode._code`` (compiled, inside the cpu engine's one-call encoder) and ``_encoder._code``
+    driving the reference engine step by step (per-channel histograms summed into the segments)
+    decide and write the same thing."""
+    from codec_cupy import _cpu_encode, _encoder, _reference
 
     if pack != "auto" and pack * bits > 8:
         pack = 1
@@ -187,11 +188,11 @@ def test_fused_front_end_codes_like_the_step_by_step_pipeline(seed, channels, le
     zsym = np.full(channels, 1, np.int64)
     absdev = np.abs(q.astype(np.int64) - 1).sum(axis=1)
     coded = np.flatnonzero(absdev).astype(np.int64) if rng.random() < 0.5 else np.arange(channels, dtype=np.int64)
-    fused = _cpu.code(q, coded, zsym, absdev, bits, settings_)
+    k, tmap, freqs, prob_bits_, words, nwords = _cpu_encode._code(q, coded, zsym, absdev, bits, *settings_)
     steps = _encoder._code(_reference, q, coded, zsym, absdev, bits, settings_)
-    assert fused[0] == steps[0] and fused[3] == steps[3]
-    for a, b in zip(fused[1:], steps[1:]):
-        assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert (k, prob_bits_) == (steps.pack, steps.prob_bits)
+    assert np.array_equal(tmap, steps.table_map) and np.array_equal(freqs, steps.freqs)
+    assert np.array_equal(words.view(np.uint8), steps.streams) and np.array_equal(nwords, steps.nwords)
 
 
 @pytest.mark.parametrize("first", ["codec_cupy._cpu", "codec_cupy._cpu_encode"])
@@ -203,3 +204,30 @@ def test_cpu_engine_modules_import_in_either_order(first):
             "x = np.arange(40, dtype=np.float32).reshape(1, 4, 10); "
             "assert cc.encode(x, engine='cpu') == cc.encode(x, engine='reference')")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+finite = st.floats(allow_nan=False, allow_infinity=False, width=32)
+
+
+@settings(max_examples=300, deadline=None)
+@given(lo=finite, hi=finite, bits=st.integers(1, 8))
+def test_compiled_tensor_parameters_are_uniform_params(lo, hi, bits):
+    """The cpu engine's per-tensor scale and zero point (``tensor_scale_zero``, compiled) are those of
+    ``uniform_params``, the NumPy policy every engine's header agrees on, to the bit."""
+    from codec_cupy._quantizer import tensor_scale_zero, uniform_params
+
+    lo, hi = min(lo, hi), max(lo, hi)
+    scale, zero = tensor_scale_zero(lo, hi, bits)
+    ref = uniform_params(np.array([lo]), np.array([hi]), bits, per_channel=False)
+    assert np.float32(scale).view(np.uint32) == ref.scale[0].view(np.uint32) and zero == ref.zero_point[0]
+
+
+@pytest.mark.parametrize("shape", [(1, 40, 7, 7), (3,), (), (0, 4, 3)])
+def test_per_tensor_encoder_reuses_its_cached_frame_safely(shape, rng):
+    """Same-shaped tensors share ``_encoder._tensor_frame``'s cached arrays: encoding one must not
+    change what the next one writes (the cpu engine's bytes stay the reference's)."""
+    for bits in (2, 4, 4):
+        for _ in range(2):
+            x = rng.laplace(size=shape).astype(np.float32)
+            assert cc.encode(x, cc.CodecConfig(bits=bits), engine="cpu") == \
+                cc.encode(x, cc.CodecConfig(bits=bits), engine="reference")
