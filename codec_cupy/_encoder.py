@@ -92,6 +92,7 @@ def choose_params(engine, xv, cfg: CodecConfig, to_host=np.asarray) -> QuantPara
 
 
 def _tensor_params(lo: float, hi: float, bits: int) -> QuantParams:
+    """``uniform_params`` for one per-tensor range (``tensor_scale_zero``)."""
     scale, zero = tensor_scale_zero(lo, hi, bits)
     return QuantParams(scale=np.array([scale], np.float32), zero_point=np.array([zero], np.int64))
 
@@ -128,9 +129,9 @@ def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asar
 
 @functools.lru_cache(maxsize=256)
 def _tensor_frame(dtype: np.dtype, bits: int, shape: tuple[int, ...], axis: int | None) -> tuple:
-    """``_container.frame_fields`` of a per-tensor uniform quantizer, less its scale and zero point
-    (placeholders here: the words and zero point fields are the encoder's), cached per frame: a
-    stream of same-shaped tensors pays for them once. Callers must not modify the arrays."""
+    """``_container.frame_fields`` of a per-tensor uniform quantizer, cached per frame (a stream of
+    same-shaped tensors pays for them once). Its scale words and zero points are placeholders: the
+    encoder writes its own. Callers must not modify the arrays."""
     return _container.frame_fields(dtype, bits, shape, axis, False, np.ones(1, np.float32), np.zeros(1, np.int64), None)
 
 

@@ -78,11 +78,11 @@ def test_limits_from_triton_parameters():
 def test_tail_runner_batches_requests_and_splits_outputs(tmp_path):
     torch = pytest.importorskip("torch")
     from backends import onnx_tail
+    from splitwire.export import _onnx_export
 
     m = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(8 * 5 * 5, 3)).eval()
     path = tmp_path / "t.onnx"
-    torch.onnx.export(m, (torch.zeros(1, 8, 5, 5),), str(path), dynamo=False, input_names=["features"],
-                      output_names=["logits"], dynamic_axes={"features": {0: "b"}, "logits": {0: "b"}})
+    _onnx_export(m, torch.zeros(1, 8, 5, 5), path, "features", "logits", 17)      # batch axis dynamic
     sess = onnx_tail.make_session(str(path))
     xs = [_feats(1, 1), _feats(3, 2), _feats(2, 3)]
     ys = onnx_tail.run_batched(sess, xs)
