@@ -145,11 +145,15 @@ def test_non_finite_rejected_on_both_range_paths(bad, granularity):
                                                   ((1, 16, 7, 9), (3, 11)), ((2, 40, 1, 1), (1, 2, 3))])
 @pytest.mark.parametrize("bits", [1, 4])
 def test_auto_mask_never_loses_to_sparse_on_and_checks_off_where_the_mask_matters(rng, shape, zero_channels, bits):
+    from codec_cupy._planner import mask_may_cost
+
     x = relu_features(rng, shape, zero_channels)
     size = {sparse: len(cc.encode(x, cc.CodecConfig(bits=bits, sparse=sparse))) for sparse in ("auto", "on", "off")}
     assert size["auto"] <= size["on"]
-    if (shape[1] + 7) // 8 >= 0.01 * size["on"]:    # the mask is worth a second try: the smaller blob wins
+    if mask_may_cost(size["on"], shape[1]):            # the mask is worth a second try: the smaller blob wins
         assert size["auto"] == min(size["on"], size["off"])
+    else:
+        assert size["auto"] == size["on"]
     blob = cc.encode(x, cc.CodecConfig(bits=bits))
     assert np.array_equal(cc.decode(blob), cc.decode(cc.encode(x, cc.CodecConfig(bits=bits, sparse="on"))))
     for engine in cc.available_engines():
@@ -231,3 +235,14 @@ def test_per_tensor_encoder_reuses_its_cached_frame_safely(shape, rng):
             x = rng.laplace(size=shape).astype(np.float32)
             assert cc.encode(x, cc.CodecConfig(bits=bits), engine="cpu") == \
                 cc.encode(x, cc.CodecConfig(bits=bits), engine="reference")
+
+
+@pytest.mark.parametrize("channels", [1, 8, 9, 256])
+def test_mask_check_threshold_is_one_percent_of_the_blob(channels):
+    """sparse="auto" codes a masked blob again without the mask exactly when the mask's
+    ceil(C/8) bytes are at least 1 % of it (both encoder paths call this one rule)."""
+    from codec_cupy._planner import mask_may_cost
+
+    mask_bytes = (channels + 7) // 8
+    assert mask_may_cost(100 * mask_bytes, channels)
+    assert not mask_may_cost(100 * mask_bytes + 1, channels)
