@@ -37,12 +37,12 @@ def encode_view(xv, params, bits: int, sparse: str, settings, fields) -> tuple[n
                         *fields)
 
 
-def encode_tensor(xv, lo: float, hi: float, bits: int, sparse: int, settings, frame) -> tuple[np.ndarray, np.ndarray]:
+def encode_tensor(xv, lo: float, hi: float, bits: int, sparse: str, settings, frame) -> tuple[np.ndarray, np.ndarray]:
     """Engine entry (``_encoder.encode_array``): ``encode_view`` with the per-tensor uniform quantizer of
     the range [lo, hi], its parameters chosen in the same call (``_quantizer.tensor_scale_zero``).
-    ``sparse``: a ``_planner.SPARSE_CODES`` value; ``frame``: ``_container.frame_fields`` but for
-    the quantizer words and zero points (head, shape, after_shape, first byte, zero point width)."""
-    return _encode_tensor(xv, lo, hi, bits, sparse, *settings, *frame)
+    ``frame``: ``_container.frame_fields`` but for the quantizer words and zero points (head, shape,
+    after_shape, first byte, zero point width)."""
+    return _encode_tensor(xv, lo, hi, bits, _planner.SPARSE_CODES[sparse], *settings, *frame)
 
 
 @njit
@@ -115,8 +115,8 @@ def _encode_view(xv, scale, zero_point, thresholds, bits, sparse, ks, tables, ta
                    max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams)
     model = _model(coding, use_mask, mask, head, shape, after_shape, qwords, qfirst, zwidth, zero_points)
     streams = coding[4].view(np.uint8)
-    if sparse == _planner.SPARSE_AUTO and use_mask and _planner.mask_may_cost(model.shape[0] + streams.shape[0] + _container.CRC_BYTES,
-                                                           channels):
+    blob_bytes = model.shape[0] + streams.shape[0] + _container.CRC_BYTES
+    if sparse == _planner.SPARSE_AUTO and use_mask and _planner.mask_may_cost(blob_bytes, channels):
         coding = _code(q, np.arange(channels), zsym, absdev, bits, ks, tables, tables_auto, first_bits, walk_bits,
                        min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams)
         unmasked = _model(coding, False, mask, head, shape, after_shape, qwords, qfirst, zwidth, zero_points)

@@ -5,7 +5,9 @@ An engine module supplies the data-parallel steps (``minmax``, ``quantize``, ``h
 engines cannot disagree on it. For speed, the cpu engine supplies ``encode_view`` (``_cpu_encode``)
 instead of the last three: ``_encode_view``'s steps up to the blob's bytes in one compiled call,
 calling the same ``_planner`` and ``_container`` functions (zero channels, table counts, the
-planner, the stream count, the mask check, the model bytes) as ``_code`` and ``_write``.
+planner, the stream count, the mask check, the model bytes) as ``_code`` and ``_write``; and
+``tensor_range`` with ``encode_tensor``, the same from a flat min/max with the per-tensor
+parameters chosen in that call (``encode_array``).
 """
 
 from __future__ import annotations
@@ -71,13 +73,8 @@ def _min_max_only(cfg: CodecConfig) -> bool:
 def choose_params(engine, xv, cfg: CodecConfig, to_host=np.asarray) -> QuantParams:
     """Quantizer parameters; ``to_host`` brings a device view to NumPy for the subsampling policies."""
     per_channel = cfg.granularity == "channel"
-    min_max_only = _min_max_only(cfg)
-    tensor_range = getattr(engine, "tensor_range", None) if min_max_only else None
-    if tensor_range is not None:                                    # one flat reduction, no per-channel pass
-        lo, hi = tensor_range(xv)                                   # also rejects NaN/Inf
-        return _tensor_params(min(lo, 0.0), max(hi, 0.0), cfg.bits)
     lo, hi = engine.minmax(xv)                                      # also rejects NaN/Inf
-    if min_max_only:
+    if _min_max_only(cfg):
         return _tensor_params(float(lo.min(initial=0.0)), float(hi.max(initial=0.0)), cfg.bits)
     if cfg.clip != "none" or cfg.quantizer == "ecsq":
         xv = to_host(xv)
@@ -118,10 +115,10 @@ def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asar
     shape = tuple(x32.shape)
     xv = x32.reshape(view3(shape, axis))
     fused = getattr(engine, "encode_tensor", None) if _min_max_only(cfg) else None
-    if fused is not None:         # the cpu engine: parameters to bytes in one compiled call
+    if fused is not None:         # the cpu engine: one flat min/max, then parameters to bytes in one call
         lo, hi = engine.tensor_range(xv)                                # also rejects NaN/Inf
         head, shape_field, after_shape, _, qfirst, zwidth, _ = _tensor_frame(dtype, cfg.bits, shape, axis)
-        return _container.seal(*fused(xv, lo, hi, cfg.bits, _planner.SPARSE_CODES[cfg.sparse], _settings(cfg),
+        return _container.seal(*fused(xv, lo, hi, cfg.bits, cfg.sparse, _settings(cfg),
                                       (head, shape_field, after_shape, qfirst, zwidth)))
     params = choose_params(engine, xv, cfg, to_host)
     return _encode_view(engine, xv, params, _Frame(dtype, shape, axis, cfg.granularity == "channel"), cfg)
@@ -196,7 +193,8 @@ def _settings(cfg: CodecConfig) -> _Settings:
 
 
 class _Coding(NamedTuple):
-    """What ``_code`` (or an engine's ``code``, as a plain tuple) decided and wrote for the coded channels."""
+    """What ``_code`` decided and wrote for the coded channels (``_cpu_encode._code`` returns the same
+    fields as a plain tuple, the streams as u16 words)."""
 
     pack: int
     table_map: np.ndarray            # (C,) table of each channel
