@@ -90,17 +90,22 @@ def _normalize_present(counts, prob_bits, out):
 
 @njit
 def _scaled_floor(counts, total, prob_bits, q, rem):
-    """q = floor(c * M / total), rem = c * M - q * total. A float64 division (exact operands < 2**53,
-    so its floor is the quotient or one above) corrected by the integer remainder."""
+    """q = floor(c * M / total), rem = c * M - q * total. A float64 product with 1 / total (exact
+    operand < 2**53 and a quotient <= M = 2**15: within 2**-36 of c * M / total, so its floor is
+    the quotient or one off) corrected by the integer remainder; a multiply, where a division per
+    symbol was half of ``_groups``' time."""
     m = np.int64(1) << prob_bits
-    ftotal = np.float64(total)
+    inv = 1.0 / np.float64(total)
     for j in range(counts.shape[0]):
         scaled = counts[j] * m
-        qt = np.int64(np.float64(scaled) / ftotal)
+        qt = np.int64(np.float64(scaled) * inv)
         r = scaled - qt * total
         if r < 0:
             qt -= 1
             r += total
+        elif r >= total:
+            qt += 1
+            r -= total
         q[j] = qt
         rem[j] = r
 
@@ -710,14 +715,28 @@ def choose_streams(num_packed, cost_q, stream_overhead_ppm, fixed_streams):
 
 @njit
 def channel_order(absdev, coded):
-    """Coded channels sorted by mean |q - zero| (same R for all, so the sum ranks them), then index."""
-    keys = np.empty(coded.shape[0], np.int64)
+    """Coded channels sorted by mean |q - zero| (same R for all, so the sum ranks them), then index.
+
+    Sorted on the unique key ``absdev * n + rank`` (the order of a stable sort by absdev) with
+    NumPy's sort: Numba's stable argsort took 8 µs on 238 channels, this 3 µs. Keys that could
+    overflow (absdev >= 2**62 / n, far beyond any tensor the container accepts) take the stable argsort."""
     ncoded = coded.shape[0]
+    keys = np.empty(ncoded, np.int64)
+    top = np.int64(0)
     for r in range(ncoded):
         keys[r] = absdev[coded[r]]
-    # stable sort by key keeps channel order for ties
-    idx = np.argsort(keys, kind="mergesort")
+        top = max(top, keys[r])
     out = np.empty(ncoded, np.int64)
+    if ncoded == 0:
+        return out
+    if top >= (np.int64(1) << 62) // ncoded:
+        idx = np.argsort(keys, kind="mergesort")
+        for r in range(ncoded):
+            out[r] = coded[idx[r]]
+        return out
     for r in range(ncoded):
-        out[r] = coded[idx[r]]
+        keys[r] = keys[r] * ncoded + r
+    keys.sort()
+    for r in range(ncoded):
+        out[r] = coded[keys[r] % ncoded]
     return out

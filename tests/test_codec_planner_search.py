@@ -305,3 +305,29 @@ def test_stream_count_is_whole_lane_groups(budget_streams, expected):
     assert _planner.choose_streams(10**7, cost_q, ppm, 0) == expected
     assert _planner.choose_streams(3, cost_q, ppm, 0) == min(3, expected)      # never an empty stream
     assert _planner.choose_streams(10**7, cost_q, ppm, 7) == 7                 # a fixed count is kept
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(0, 6), max_size=300), st.booleans())
+def test_channel_order_is_a_stable_sort_by_absdev(keys, huge):
+    """Ties (many: small key range) keep channel order; keys too large for the composite sort key
+    take the stable-argsort path and give the same order."""
+    channels = len(keys) + 3
+    coded = np.arange(3, channels, dtype=np.int64)            # channels 0..2 are not coded
+    absdev = np.zeros(channels, np.int64)
+    absdev[3:] = np.array(keys, np.int64) + ((1 << 61) if huge else 0)
+    want = coded[np.argsort(absdev[3:], kind="stable")]
+    assert np.array_equal(_planner.channel_order(absdev, coded), want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 1 << 37), min_size=1, max_size=40), st.integers(1, 15))
+def test_scaled_floor_is_the_integer_quotient(counts, prob_bits):
+    """floor(c * M / total) and its remainder, exactly, for counts up to 2**37 (c * M up to 2**52)."""
+    counts = np.array(counts, np.int64)
+    total = int(counts.sum()) or 1
+    q = np.empty(counts.size, np.int64)
+    rem = np.empty(counts.size, np.int64)
+    _planner._scaled_floor(counts, total, prob_bits, q, rem)
+    want = [divmod(int(c) << prob_bits, total) for c in counts]
+    assert q.tolist() == [w[0] for w in want] and rem.tolist() == [w[1] for w in want]
