@@ -26,6 +26,9 @@ def test_encoder_reciprocal_quotient_is_exact(n):
     r, thr, mf, lg = _fields(f, n)
     top = f << (32 - n)                              # exclusive bound on x
     assert np.array_equal(thr, top - 1)
+    want_lg = [max(0, (int(v) - 1).bit_length()) for v in f]            # ceil(log2 f), r in integers
+    assert lg.tolist() == want_lg
+    assert r.tolist() == [-(-(1 << (32 + g)) // int(v)) - (1 << 32) for v, g in zip(f, want_lg)]
     assert np.array_equal(mf.astype(np.int64), (1 << n) - f)
     rng = np.random.default_rng(n)
     for x in (top - 1, top - f, top - f - 1, f * 3, f * 3 - 1, np.full_like(f, 1 << 16),
