@@ -4,6 +4,7 @@ import dataclasses
 
 import numpy as np
 import pytest
+from hypothesis import given, settings, strategies as st
 
 import codec_cupy as cc
 from codec_cupy import _container
@@ -49,6 +50,15 @@ def test_write_tables_matches_plain_definition():
             assert best_order(row) == _plain_order(row)
         out = np.zeros(alphabet * 3 * 8 + 16, np.uint8)
         assert out[:write_tables(freqs.astype(np.int64), out)].tobytes() == _plain_tables(freqs)
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.integers(0, 1 << 16), min_size=1, max_size=300), st.integers(0, 5))
+def test_best_order_counts_lengths_like_the_definition(row, spread):
+    """``present_order`` prices every order from bit-length counts; the definition prices each code.
+    Rows of all sizes, many absent symbols, values from 1 to 2**16 (a carry at every bit)."""
+    row = np.array(row, np.int64) >> spread
+    assert best_order(row) == _plain_order(row)
 
 
 def test_crc32c_continues():
