@@ -71,13 +71,14 @@ def _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, wal
     values = np.empty(ncoded * ((length + kbig - 1) // kbig), np.uint8)
     _cpu._histogram(q, coded, zsym, bits, kbig, big, rows, values)
     hists = _List()
-    for k in ks:
-        if k == kbig:
-            hists.append(big)
-        else:
-            h = np.zeros((nrows, np.int64(1) << (k * bits)), np.int64)
-            _cpu._marginal(big, kbig, k, bits, coded, zsym, length, h, rows)
-            hists.append(h)
+    for _ in ks:
+        hists.append(big)
+    for i in range(ks.shape[0] - 2, -1, -1):          # from the larger candidate: k's and 2k's are
+        k = ks[i]                                     # halves of one value (a sum, vectorized)
+        src, ksrc = (hists[i + 1], ks[i + 1]) if ks[i + 1] == 2 * k else (big, kbig)
+        h = np.zeros((nrows, np.int64(1) << (k * bits)), np.int64)
+        _cpu._marginal(src, ksrc, k, bits, coded, zsym, length, h, rows)
+        hists[i] = h
     ki, t, prob_bits, cost, tmap, freqs = _planner.plan(hists, row, order, ncoded, channels, tried, first_bits,
                                                         walk_bits, min_bits, max_bits, log2q, slack_ppm)
     k = ks[ki]
