@@ -82,6 +82,34 @@ def _quantize_uniform(xv, scale, zero, qmax, q, nonzero, absdev):
         absdev[c] = dev
 
 
+FLAT_QUANTIZE_BELOW = 32      # ``_quantize_flat`` for maps smaller than this (elements per channel)
+
+
+@njit
+def _quantize_flat(xv, s, z, qmax, q, nonzero, absdev):
+    """``_quantize_uniform`` with one scale and zero point and outer = 1, where x and q are the same
+    C * inner values in the same order: one long vectorized loop instead of one per channel (on
+    1024 x 2 x 2 maps the per-channel loops cost 17 ns a channel), then each channel's counts.
+    Only for small maps: on larger ones the counting pass no longer finds q in L1 (effnet_relu_1's
+    240 x 14 x 14: encode 248 -> 265 µs), and the per-channel loops are long enough to vectorize."""
+    channels, inner = xv.shape[1], xv.shape[2]
+    x1 = xv.reshape(channels * inner)
+    q1 = q.reshape(channels * inner)
+    top = np.float32(qmax)
+    zf = np.float32(z)
+    for i in range(channels * inner):
+        q1[i] = np.int32(min(max(np.rint(x1[i] / s) + zf, np.float32(0.0)), top))
+    for c in range(channels):
+        nz = np.int64(0)
+        dev = np.int64(0)
+        for i in range(c * inner, (c + 1) * inner):
+            d = np.int64(q1[i]) - z
+            nz += d != 0
+            dev += abs(d)
+        nonzero[c] = nz
+        absdev[c] = dev
+
+
 @njit
 def _quantize_thresholds(xv, thresholds, zsym, q, nonzero, absdev):
     outer, channels, inner = xv.shape

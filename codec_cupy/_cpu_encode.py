@@ -107,6 +107,8 @@ def _encode_view(xv, scale, zero_point, thresholds, bits, sparse, ks, tables, ta
     zsym = _per_channel(zero_point, channels, np.empty(channels, np.int64))
     if thresholds.shape[0] > 0:
         _cpu._quantize_thresholds(xv, thresholds, zsym[0], q, nonzero, absdev)
+    elif outer == 1 and inner < _cpu.FLAT_QUANTIZE_BELOW and scale.shape[0] == 1:
+        _cpu._quantize_flat(xv, scale[0], zsym[0], (1 << bits) - 1, q, nonzero, absdev)
     else:
         scales = _per_channel(scale, channels, np.empty(channels, np.float32))
         _cpu._quantize_uniform(xv, scales, zsym, (1 << bits) - 1, q, nonzero, absdev)

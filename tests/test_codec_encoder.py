@@ -121,6 +121,29 @@ def test_marginal_histograms_equal_direct_counts(bits, length):
         marginal = np.zeros((channels, 1 << (k * bits)), np.int64)
         _cpu._marginal(big, ks[-1], k, bits, coded, zsym, length, marginal, rows)
         assert np.array_equal(marginal, direct(k))
+        halves = np.zeros_like(marginal)              # the encoder's chain: k from 2k's counts
+        _cpu._marginal(direct(2 * k), 2 * k, k, bits, coded, zsym, length, halves, rows)
+        assert np.array_equal(halves, marginal)
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**32 - 1), channels=st.integers(1, 70), inner=st.integers(1, 31),
+       bits=st.integers(1, 8))
+def test_flat_quantizer_writes_the_per_channel_quantizer_symbols(seed, channels, inner, bits):
+    """Small maps (outer 1, one scale) are quantized in one flat loop: same symbols and counts,
+    ties at half steps and clamped values included."""
+    rng = np.random.default_rng(seed)
+    qmax = (1 << bits) - 1
+    scale = np.float32(rng.uniform(0.01, 2.0))
+    zero = int(rng.integers(0, qmax + 1))
+    steps = rng.integers(-qmax - 3, qmax + 4, (1, channels, inner)) + rng.choice([0.0, 0.5, -0.5, 0.3], (1, channels, inner))
+    xv = (steps * scale).astype(np.float32)
+    want = [np.empty((channels, inner), np.uint8), np.zeros(channels, np.int64), np.zeros(channels, np.int64)]
+    _cpu._quantize_uniform(xv, np.full(channels, scale, np.float32), np.full(channels, zero, np.int64), qmax, *want)
+    got = [np.empty((channels, inner), np.uint8), np.zeros(channels, np.int64), np.zeros(channels, np.int64)]
+    _cpu._quantize_flat(xv, scale, zero, qmax, *got)
+    for a, b in zip(got, want):
+        assert np.array_equal(a, b)
 
 
 @pytest.mark.parametrize("values", [[-0.0, 0.0, 1.5], [0.0, -0.0], [-3.0, -1.0, -0.0], [2.0, 2.0], [-1e-38, 5e-39],
