@@ -310,8 +310,8 @@ def test_stream_count_is_whole_lane_groups(budget_streams, expected):
 @settings(max_examples=200, deadline=None)
 @given(st.lists(st.integers(0, 6), max_size=300), st.booleans())
 def test_channel_order_is_a_stable_sort_by_absdev(keys, huge):
-    """Ties (many: small key range) keep channel order; keys too large for the composite sort key
-    take the stable-argsort path and give the same order."""
+    """Ties (many: small key range) keep channel order, by insertion (<= 32 channels) and by radix
+    passes (one byte, or all eight for sums near 2**61)."""
     channels = len(keys) + 3
     coded = np.arange(3, channels, dtype=np.int64)            # channels 0..2 are not coded
     absdev = np.zeros(channels, np.int64)
