@@ -672,9 +672,7 @@ def parse_fields(buf, body_end, max_elements):
             ncoded -= fields[c]
     tmap = np.zeros(channels, np.int64)
     if ntables > 1:
-        width = np.int64(1)
-        while (np.int64(1) << width) < ntables:
-            width += 1
+        width = table_map_width(ntables)
         tbytes = (channels * width + 7) // 8
         if pos + tbytes > body_end:
             return bad

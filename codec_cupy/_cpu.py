@@ -16,6 +16,7 @@ from ._container import (H_INVALID, H_OK, I_BITS, I_BLOCK, I_CHANNELS, I_CODED, 
                          I_NUM_PACKED, I_OUTER, I_PACK, I_PAYLOAD, I_PER, I_PROB_BITS, I_ROW, I_SIZE, I_VSTRIDE, MAX_NDIM, RANS_L,
                          STATE_BYTES, Header, parse_fields)
 from ._crc32c import crc32c
+from ._tablecodec import _bitlen
 from ._jit import HAVE_NUMBA, njit
 from .errors import CorruptStreamError, InputError
 
@@ -56,6 +57,13 @@ def _key_to_float(key: np.ndarray) -> np.ndarray:
     return (key ^ ((key >> 31) & 0x7FFFFFFF)).astype(np.int32).view(np.float32)
 
 
+@njit(inline="always")
+def _quantize_value(x, s, zf, top):
+    """One symbol of the uniform quantizer: min(max(rint(x / s) + z, 0), qmax) in float32 (FORMAT.md
+    section 2); branch-free, so the loops around it vectorize."""
+    return np.int32(min(max(np.rint(x / s) + zf, np.float32(0.0)), top))
+
+
 @njit
 def _quantize_uniform(xv, scale, zero, qmax, q, nonzero, absdev):
     """q = min(max(rint(x / s) + z, 0), qmax) in float32; branch-free so the loop vectorizes.
@@ -73,7 +81,7 @@ def _quantize_uniform(xv, scale, zero, qmax, q, nonzero, absdev):
         for o in range(outer):
             base = o * inner
             for i in range(inner):
-                q[c, base + i] = np.int32(min(max(np.rint(xv[o, c, i] / s) + zf, np.float32(0.0)), top))
+                q[c, base + i] = _quantize_value(xv[o, c, i], s, zf, top)
             for i in range(inner):
                 d = np.int64(q[c, base + i]) - z
                 nz += d != 0
@@ -98,7 +106,7 @@ def _quantize_flat(xv, s, z, qmax, q, nonzero, absdev):
     top = np.float32(qmax)
     zf = np.float32(z)
     for i in range(channels * inner):
-        q1[i] = np.int32(min(max(np.rint(x1[i] / s) + zf, np.float32(0.0)), top))
+        q1[i] = _quantize_value(x1[i], s, zf, top)
     for c in range(channels):
         nz = np.int64(0)
         dev = np.int64(0)
@@ -137,13 +145,18 @@ def _quantize_thresholds(xv, thresholds, zsym, q, nonzero, absdev):
         absdev[c] = dev
 
 
-@njit
-def _pack_at(q, e, k, bits, end, pad):
-    """Packed symbol of the k symbols q[e:e+k] (flat q); positions >= ``end`` are padding ``pad``."""
+SHORT_ROW = 8                  # rows shorter than this are packed and counted by ``_pack_at`` alone
+
+
+@njit(inline="always")
+def _pack_at(q, c, e, k, bits, end, pad):
+    """Packed symbol of the k symbols q[c, e:e+k] (q: (C, R)); positions >= ``end`` are padding
+    ``pad``. Indexed directly, without a row view: rows under ``SHORT_ROW`` elements are packed
+    with it alone (there the views and vectorized loops of ``_pack_row`` cost more than the work:
+    1024 x 2 x 2 histograms at 1 bit 26.6 -> 10.4 µs)."""
     v = np.int64(0)
     for u in range(k):
-        s = np.int64(q[e + u]) if e + u < end else pad
-        v |= s << (bits * u)
+        v |= (np.int64(q[c, e + u]) if e + u < end else np.int64(pad)) << (bits * u)
     return v
 
 
@@ -216,20 +229,6 @@ def _pack_row(row, full, k, bits, dst, base):
             dst[g] = base + _pack_full(row, g * k, k, bits)
 
 
-SHORT_ROW = 8                  # rows shorter than this are packed and counted by direct indexing
-
-
-@njit(inline="always")
-def _packed_at(q, c, e, k, bits, end, pad):
-    """``_pack_at`` on row c of q (C, R), indexed directly: on maps of a few elements the views and
-    vectorized loops of the per-row path cost more than the work (1024 x 2 x 2: 26.6 -> 10.4 µs for
-    the histograms at 1 bit)."""
-    v = np.int64(0)
-    for u in range(k):
-        v |= (np.int64(q[c, e + u]) if e + u < end else np.int64(pad)) << (bits * u)
-    return v
-
-
 SPREAD_BINS_PER_SYMBOL = 4     # ``_histogram`` spreads its counts over 4 copies from 1 symbol per copy bin
 
 
@@ -252,7 +251,7 @@ def _histogram(q, coded, zsym, bits, k, hist, rows, packed):
             c = coded[j]
             r = rows[c]
             for g in range(groups):
-                v = _packed_at(q, c, g * k, k, bits, length, zsym[c])
+                v = _pack_at(q, c, g * k, k, bits, length, zsym[c])
                 packed[j * groups + g] = v
                 hist[r, v] += 1
         return
@@ -264,7 +263,7 @@ def _histogram(q, coded, zsym, bits, k, hist, rows, packed):
         buf = packed[j * groups:(j + 1) * groups]
         _pack_row(row, full, k, bits, buf, 0)
         if full < groups:
-            buf[full] = _pack_at(row, full * k, k, bits, length, np.int64(zsym[c]))
+            buf[full] = _pack_at(q, c, full * k, k, bits, length, zsym[c])
         r = rows[c]
         if spread:
             _count4(buf, copies[0, r], copies[1, r], copies[2, r], copies[3, r])
@@ -371,7 +370,7 @@ def _symbol_indices(q, length, coded, tsel, zsym, k, bits, sidx):
             c = coded[j]
             tb = tsel[j] * alphabet
             for g in range(groups):
-                sidx[j * groups + g] = tb + _packed_at(q, c, g * k, k, bits, length, zsym[c])
+                sidx[j * groups + g] = tb + _pack_at(q, c, g * k, k, bits, length, zsym[c])
         return
     for j in range(coded.shape[0]):
         c = coded[j]
@@ -380,21 +379,10 @@ def _symbol_indices(q, length, coded, tsel, zsym, k, bits, sidx):
         out = sidx[j * groups:(j + 1) * groups]
         _pack_row(row, full, k, bits, out, tb)
         if full < groups:
-            out[full] = tb + _pack_at(row, full * k, k, bits, length, np.int64(zsym[c]))
+            out[full] = tb + _pack_at(q, c, full * k, k, bits, length, zsym[c])
 
 
 RCP_SHIFT = 32
-
-
-@njit(inline="always")
-def _bitlen16(v):
-    """Number of bits of 0 <= v < 2**16, by halving."""
-    n = 0
-    for width in (8, 4, 2, 1):
-        up = (v >> width) != 0
-        v = (v >> width) if up else v
-        n += width * up
-    return n + v
 
 
 @njit
@@ -410,7 +398,7 @@ def _encoder_table(freqs, prob_bits, tab):
 
     r is computed in float64: 2**(32 + L) / f < 2**33 is within 2**-20 of the true quotient, which is
     an integer (f a power of two: then exact) or at least 1 / f >= 2**-15 away from one, so the ceil
-    is exact. Rows of absent symbols (f = 0) are never read and not written: with an integer
+    is exact; L is ``_tablecodec._bitlen(f - 1)``. Rows of absent symbols (f = 0) are never read and not written: with an integer
     division per entry and every row written, this took 6.7 µs of effnet_relu_1's 4-bit encode
     (754 present symbols in 8 tables of 256), now 3.3 µs.
     """
@@ -425,7 +413,7 @@ def _encoder_table(freqs, prob_bits, tab):
             if f == 0:                         # never coded: its row is never read
                 continue
             i = t * alphabet + a
-            lg = _bitlen16(f - 1)                                           # ceil(log2 f)
+            lg = _bitlen(f - 1)                                             # ceil(log2 f)
             r = np.int64(np.ceil(np.float64(np.int64(1) << (RCP_SHIFT + lg)) / np.float64(f))) \
                 - (np.int64(1) << RCP_SHIFT)
             tab[4 * i] = r

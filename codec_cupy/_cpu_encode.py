@@ -73,11 +73,10 @@ def _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, wal
     hists = _List()
     for _ in ks:
         hists.append(big)
-    for i in range(ks.shape[0] - 2, -1, -1):          # from the larger candidate: k's and 2k's are
-        k = ks[i]                                     # halves of one value (a sum, vectorized)
-        src, ksrc = (hists[i + 1], ks[i + 1]) if ks[i + 1] == 2 * k else (big, kbig)
+    for i in range(ks.shape[0] - 2, -1, -1):          # each from the next larger candidate (k from 2k:
+        k = ks[i]                                     # the halves of one value, a vectorized sum)
         h = np.zeros((nrows, np.int64(1) << (k * bits)), np.int64)
-        _cpu._marginal(src, ksrc, k, bits, coded, zsym, length, h, rows)
+        _cpu._marginal(hists[i + 1], ks[i + 1], k, bits, coded, zsym, length, h, rows)
         hists[i] = h
     ki, t, prob_bits, cost, tmap, freqs = _planner.plan(hists, row, order, ncoded, channels, tried, first_bits,
                                                         walk_bits, min_bits, max_bits, log2q, slack_ppm)

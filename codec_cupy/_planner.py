@@ -29,6 +29,7 @@ import math
 
 import numpy as np
 
+from ._container import table_map_width
 from ._jit import njit
 from ._tablecodec import best_order, present_order
 
@@ -627,10 +628,7 @@ def _map_bits(channels, ntables):
     """Q16 bits of the channel -> table map (none for one table)."""
     if ntables == 1:
         return np.int64(0)
-    width = 1
-    while (1 << width) < ntables:
-        width += 1
-    return np.int64(channels * width) << Q
+    return np.int64(channels * table_map_width(ntables)) << Q
 
 
 @njit(inline="always")
