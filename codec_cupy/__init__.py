@@ -4,11 +4,13 @@
     blob = cc.encode(x, cc.CodecConfig(bits=4))
     y = cc.decode(blob)
     cc.inspect(blob)["plan"]
+    cfg = cc.calibrate(samples, cc.CodecConfig(bits=4))   # fix the planner's choice once for a stream
 
 The bitstream is specified in docs/FORMAT.md; ``engine="reference"`` is its executable form.
 """
 
 from . import errors
+from ._calibrate import calibrate
 from .api import available_engines, decode, decode_batch, encode, inspect
 from .config import VALID, CodecConfig
 from .errors import (BadMagicError, ChecksumError, CodecError, ConfigError, CorruptStreamError, DecodeError,
@@ -19,7 +21,7 @@ __version__ = "0.1.0"
 FORMAT_VERSION = 2                   # the newest version read and written; blobs without a transform stay version 1
 
 __all__ = [
-    "CodecConfig", "VALID", "encode", "decode", "decode_batch", "inspect", "available_engines", "errors", "FORMAT_VERSION",
+    "CodecConfig", "VALID", "encode", "decode", "decode_batch", "inspect", "calibrate", "available_engines", "errors", "FORMAT_VERSION",
     "CodecError", "ConfigError", "InputError", "EngineUnavailableError", "DecodeError", "TruncatedError",
     "BadMagicError", "UnsupportedVersionError", "ChecksumError", "HeaderError", "LimitExceededError",
     "CorruptStreamError",

@@ -43,6 +43,13 @@ def _export(a) -> int:
         print("--split LAYER is required for this model (see --list)", file=sys.stderr)
         return 2
     name = a.name or a.model.replace(":", "_").replace(".", "_")
+    calibration = None
+    if a.calibrate:
+        try:
+            calibration = _calibration_inputs(a.calibrate, spec.preprocess or {})
+        except (OSError, ValueError) as e:
+            print(f"error: --calibrate: {e}", file=sys.stderr)
+            return 1
     try:
         res = export_split(spec.module, layer, a.out, name=name, input_shape=spec.input_shape, bits=a.bits,
                            granularity=a.granularity, clip=a.clip, quantizer=a.quantizer,
@@ -50,16 +57,40 @@ def _export(a) -> int:
                            frequency_weight=a.frequency_weight, preprocess=spec.preprocess,
                            labels=spec.labels, tail_backend=a.tail_backend,
                            device=a.device, max_batch=a.max_batch, instances=a.instances,
-                           channel_axis=spec.channel_axis)
+                           channel_axis=spec.channel_axis, calibration=calibration)
     except (SplitError, VerificationError, CodecConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     shape = "x".join(map(str, res.point.shape[1:]))
     print(f"cut {a.model} after {layer!r} ({res.point.kind}): features {shape}; "
           f"max |tail(head(x)) - model(x)| = {res.max_abs_error:.2e}")
+    if calibration is not None:
+        codec = json.loads((Path(a.out) / name / "splitwire.json").read_text())["codec"]
+        print(f"calibrated the codec on {len(calibration)} image(s): pack {codec['pack']}, tables {codec['tables']}, "
+              f"prob_bits {codec['prob_bits']} (clients skip the planner's search)")
     print(f"wrote {', '.join(res.models)} to {Path(a.out).resolve()}")
     print(f"next: splitwire serve {a.out}   then   splitwire send --model {name} IMAGE")
     return 0
+
+
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def _calibration_inputs(paths: list[str], preprocess: dict) -> list:
+    """Model inputs of the images at ``paths`` (files, or folders: their images, sorted)."""
+    from client.preprocess import load_image
+
+    files = []
+    for p in map(Path, paths):
+        if p.is_dir():
+            files += sorted(f for f in p.iterdir() if f.suffix.lower() in _IMAGE_SUFFIXES)
+        elif p.is_file():
+            files.append(p)
+        else:
+            raise ValueError(f"{p} is neither an image file nor a folder")
+    if not files:
+        raise ValueError(f"no images ({', '.join(_IMAGE_SUFFIXES)}) in {', '.join(paths)}")
+    return [load_image(f, preprocess) for f in files]
 
 
 def _serve(a) -> int:
@@ -196,6 +227,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--max-batch", type=int, default=16, help="largest batch one blob may carry")
     e.add_argument("--instances", type=int, default=1, help="instances of the decoder and the tail")
     e.add_argument("--input-size", type=int, help="override the input resolution")
+    e.add_argument("--calibrate", nargs="+", metavar="IMAGE",
+                   help="images (or folders of images) whose features fix the codec's entropy model once "
+                        "(pack, tables, prob_bits): clients then skip the planner's search per tensor")
     e.set_defaults(fn=_export)
 
     s = sub.add_parser("serve", help="start tritonserver on a model repository")

@@ -92,12 +92,22 @@ def export_onnx(model: torch.nn.Module, layer: str, workdir: Path, input_shape: 
     return head_path, tail_path, point, err, tuple(want.shape[1:])
 
 
+def _calibrated_fields(cc, head_path: Path, inputs, input_shape, cfg) -> dict:
+    """``pack``, ``tables``, ``prob_bits`` from ``cc.calibrate`` on the head's features of ``inputs``
+    (one tensor per input, as a client sends them)."""
+    session = _ort(head_path)
+    feats = [session.run(None, {"input": np.asarray(x, np.float32).reshape(1, *input_shape)})[0] for x in inputs]
+    fixed = cc.calibrate(feats, cfg)
+    return {"pack": fixed.pack, "tables": fixed.tables, "prob_bits": fixed.prob_bits}
+
+
 def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: str,
                  input_shape: tuple[int, int, int], bits: int = 8, granularity: str = "tensor",
                  clip: str = "none", quantizer: str = "uniform", transform: str = "none", block: int = 8,
                  step: float = 0.02, frequency_weight: float = 0.0, preprocess: dict | None = None, labels: list[str] | None = None,
                  tail_backend: str = "python", device: str = "cpu", max_batch: int = 16,
-                 instances: int = 1, opset: int = 17, channel_axis: int = 1) -> ExportResult:
+                 instances: int = 1, opset: int = 17, channel_axis: int = 1,
+                 calibration: list[np.ndarray] | None = None) -> ExportResult:
     """Cut ``model`` after module ``layer`` and write a Triton repository into ``out``.
 
     ``tail_backend``: ``"onnxruntime"`` (Triton's backend, as in NGC images) or
@@ -105,11 +115,18 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
     ``device``: ``"cpu"`` or ``"gpu"`` (``KIND_GPU`` instances, CuPy decode, CUDA tail).
     ``channel_axis``: where the features keep their channels (``ModelSpec.channel_axis``; 1 for
     NCHW); channels-last features (Swin's NHWC) get the codec's ``axis=-1``.
+    ``calibration``: model inputs (each (1, *input_shape), preprocessed like the client's): their
+    features, from the exported head, fix the codec's entropy model once (``codec_cupy.calibrate``);
+    the published settings then carry ``pack``, ``tables`` and ``prob_bits`` and clients skip the
+    planner's search on every tensor.
     """
     repository.check_name(name)
     import codec_cupy as cc
-    cc.CodecConfig(bits=bits, granularity=granularity, clip=clip, quantizer=quantizer, transform=transform,
-                   block=block, step=step, frequency_weight=frequency_weight)   # ConfigError now, not on a client
+    codec_cfg = cc.CodecConfig(bits=bits, granularity=granularity, clip=clip, quantizer=quantizer,
+                               transform=transform, block=block, step=step,
+                               frequency_weight=frequency_weight)   # ConfigError now, not on a client
+    if calibration is not None and not len(calibration):
+        raise cc.ConfigError("calibration needs at least one input")
     with tempfile.TemporaryDirectory(prefix="splitwire-export-") as tmp:
         head_path, tail_path, point, err, out_shape = export_onnx(
             model, layer, Path(tmp), tuple(input_shape), opset=opset)
@@ -135,10 +152,14 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
                                                   "frequency_weight": frequency_weight}
                                                  if transform != "none" else {})},
             "max_batch": max_batch,
+            **({"calibration": {"inputs": len(calibration)}} if calibration is not None else {}),
             "head": {"model": f"{name}_head", "sha256": hashlib.sha256(head_bytes).hexdigest(),
                      "bytes": len(head_bytes)},
             "labels": labels,
         }
+        if calibration is not None:
+            meta["codec"].update(_calibrated_fields(cc, head_path, calibration, tuple(input_shape),
+                                                    codec_cfg.replace(axis=axis)))
         models = repository.write(
             Path(out), name=name, meta=meta, head_onnx=head_path, tail_onnx=tail_path,
             tail_backend=tail_backend, device=device, max_batch=max_batch, instances=instances)

@@ -197,3 +197,56 @@ def test_dct_export_of_channels_last_features_is_refused(tmp_path):
     assert not (tmp_path / "cl").exists()
     export_split(Model().eval(), "nhwc", tmp_path, name="cl", input_shape=(3, 8, 8), channel_axis=3)
     assert json.loads((tmp_path / "cl" / "splitwire.json").read_text())["codec"]["axis"] == -1
+
+
+def test_calibrated_export_publishes_the_fixed_entropy_model(tiny, tmp_path):
+    import codec_cupy as cc
+    from client.split_client import codec_config
+
+    rng = np.random.default_rng(0)
+    inputs = [rng.standard_normal((1, *tiny.input_shape)).astype(np.float32) for _ in range(3)]
+    export_split(tiny.module, "layer2", tmp_path, name="cal", input_shape=tiny.input_shape, bits=4,
+                 calibration=inputs)
+    meta = json.loads((tmp_path / "cal" / "splitwire.json").read_text())
+    codec = meta["codec"]
+    assert meta["calibration"] == {"inputs": 3}
+    assert {"pack", "tables", "prob_bits"} <= set(codec)
+    cfg = codec_config(cc, codec)
+    # the same choice as calibrating the exported head's features directly
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(tmp_path / "cal_head" / "1" / "head.onnx"), providers=["CPUExecutionProvider"])
+    feats = [session.run(None, {"input": x})[0] for x in inputs]
+    want = cc.calibrate(feats, cc.CodecConfig(bits=4))
+    assert (cfg.pack, cfg.tables, cfg.prob_bits) == (want.pack, want.tables, want.prob_bits)
+    with pytest.raises(cc.ConfigError, match="at least one input"):
+        export_split(tiny.module, "layer2", tmp_path, name="none", input_shape=tiny.input_shape, calibration=[])
+    uncalibrated = export_split(tiny.module, "layer2", tmp_path, name="plain", input_shape=tiny.input_shape)
+    plain = json.loads((uncalibrated.repository / "plain" / "splitwire.json").read_text())
+    assert "calibration" not in plain and "pack" not in plain["codec"]
+
+
+def test_cli_export_calibrates_on_a_folder_of_images(tmp_path):
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    rng = np.random.default_rng(1)
+    for i in range(2):
+        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(images / f"im{i}.png")
+    (images / "notes.txt").write_text("not an image")
+    out = tmp_path / "repo"
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
+                        "--bits", "4", "--out", str(out), "--name", "tr", "--calibrate", str(images)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "calibrated the codec on 2 image(s)" in r.stdout
+    codec = json.loads((out / "tr" / "splitwire.json").read_text())["codec"]
+    assert {"pack", "tables", "prob_bits"} <= set(codec)
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
+                        "--out", str(out), "--name", "tr2", "--calibrate", str(tmp_path / "missing.png")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "--calibrate" in r.stderr and not (out / "tr2").exists()
