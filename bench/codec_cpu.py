@@ -49,7 +49,7 @@ except ImportError:                     # run as a script: bench/ is sys.path[0]
 
 RESULTS_DIR = _HERE / "results"
 BITS_MAIN = (2, 4, 8)
-BITS_ABLATION = (8, 6, 4, 3, 2)
+BITS_ABLATION = (8, 6, 4, 3, 2, 1)
 MB = 1e6
 
 
@@ -386,6 +386,7 @@ ABLATION = (
     ("sparse=off", {"sparse": "off"}),
     ("tables=1", {"tables": 1}),
     ("pack=1", {"pack": 1}),
+    ("search=full", {"search": "full"}),                         # every pack through tables and precision
     ("sparse=off,tables=1", {"sparse": "off", "tables": 1}),    # zero mask's gain with one table
     ("sparse=off,tables=1,pack=1", {"sparse": "off", "tables": 1, "pack": 1}),
 )

@@ -55,7 +55,7 @@ def _per_channel(values, channels, out):
 
 @njit
 def _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, walk_bits, min_bits, max_bits,
-         log2q, slack_ppm, overhead_ppm, fixed_streams):
+         log2q, slack_ppm, overhead_ppm, fixed_streams, full_search):
     """``_encoder._code``: the planner, then ``rans_encode``: (pack, table map, freqs, prob_bits, stream
     words (u16), words per stream)."""
     channels, length = q.shape
@@ -79,7 +79,7 @@ def _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, wal
         _cpu._marginal(hists[i + 1], ks[i + 1], k, bits, coded, zsym, length, h, rows)
         hists[i] = h
     ki, t, prob_bits, cost, tmap, freqs = _planner.plan(hists, row, order, ncoded, channels, tried, first_bits,
-                                                        walk_bits, min_bits, max_bits, log2q, slack_ppm)
+                                                        walk_bits, min_bits, max_bits, log2q, slack_ppm, full_search)
     k = ks[ki]
     nstreams = _planner.choose_streams(ncoded * ((length + k - 1) // k), cost, overhead_ppm, fixed_streams)
     tsel = np.empty(ncoded, np.int64)
@@ -92,8 +92,8 @@ def _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, wal
 
 @njit
 def _encode_view(xv, scale, zero_point, thresholds, bits, sparse, ks, tables, tables_auto, first_bits, walk_bits,
-                 min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams, head, shape, after_shape, qwords,
-                 qfirst, zwidth, zero_points):
+                 min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams, full_search, head, shape, after_shape,
+                 qwords, qfirst, zwidth, zero_points):
     """``_encoder._encode_view``: quantize (``_cpu._quantize_uniform``, or ``_quantize_thresholds``
     where ``thresholds`` is non-empty: ECSQ), ``_planner.zero_channels``, ``_code``, the model
     bytes, and the blob without the zero mask where ``_planner.mask_may_cost`` says so. Returns
@@ -114,13 +114,13 @@ def _encode_view(xv, scale, zero_point, thresholds, bits, sparse, ks, tables, ta
     zero, coded, use_mask = _planner.zero_channels(nonzero, length, sparse)
     mask = zero.view(np.uint8)
     coding = _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, walk_bits, min_bits,
-                   max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams)
+                   max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams, full_search)
     model = _model(coding, use_mask, mask, head, shape, after_shape, qwords, qfirst, zwidth, zero_points)
     streams = coding[4].view(np.uint8)
     blob_bytes = model.shape[0] + streams.shape[0] + _container.CRC_BYTES
     if sparse == _planner.SPARSE_AUTO and use_mask and _planner.mask_may_cost(blob_bytes, channels):
         coding = _code(q, np.arange(channels), zsym, absdev, bits, ks, tables, tables_auto, first_bits, walk_bits,
-                       min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams)
+                       min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams, full_search)
         unmasked = _model(coding, False, mask, head, shape, after_shape, qwords, qfirst, zwidth, zero_points)
         words = coding[4].view(np.uint8)
         if unmasked.shape[0] + words.shape[0] < model.shape[0] + streams.shape[0]:
@@ -130,14 +130,14 @@ def _encode_view(xv, scale, zero_point, thresholds, bits, sparse, ks, tables, ta
 
 @njit
 def _encode_tensor(xv, lo, hi, bits, sparse, ks, tables, tables_auto, first_bits, walk_bits, min_bits, max_bits, log2q,
-                   slack_ppm, overhead_ppm, fixed_streams, head, shape, after_shape, qfirst, zwidth):
+                   slack_ppm, overhead_ppm, fixed_streams, full_search, head, shape, after_shape, qfirst, zwidth):
     """``encode_tensor``: the scale and zero point of [lo, hi], then ``_encode_view``."""
     scale, zero = tensor_scale_zero(lo, hi, bits)
     scales = np.full(1, scale, np.float32)
     zeros = np.full(1, zero, np.int64)
     return _encode_view(xv, scales, zeros, _NO_THRESHOLDS, bits, sparse, ks, tables, tables_auto, first_bits, walk_bits,
-                        min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams, head, shape, after_shape,
-                        scales.view(np.uint32), qfirst, zwidth, zeros)
+                        min_bits, max_bits, log2q, slack_ppm, overhead_ppm, fixed_streams, full_search, head, shape,
+                        after_shape, scales.view(np.uint32), qfirst, zwidth, zeros)
 
 
 @njit

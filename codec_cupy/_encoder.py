@@ -180,6 +180,7 @@ class _Settings(NamedTuple):
     slack_ppm: int
     overhead_ppm: int
     fixed_streams: int               # 0: streams="auto"
+    full_search: bool                # search="full": every pack through tables and precision
 
 
 @functools.lru_cache(maxsize=64)
@@ -189,7 +190,7 @@ def _settings(cfg: CodecConfig) -> _Settings:
                      cfg.prob_bits if cfg.prob_bits != AUTO else PROB_BITS_FIRST, cfg.prob_bits == AUTO,
                      _container.MIN_PROB_BITS, PROB_BITS_LAST, _planner.LOG2Q,
                      int(round(cfg.speed_slack * 1e6)), int(round(cfg.stream_overhead * 1e6)),
-                     0 if cfg.streams == AUTO else cfg.streams)
+                     0 if cfg.streams == AUTO else cfg.streams, cfg.search == "full")
 
 
 class _Coding(NamedTuple):
@@ -251,7 +252,7 @@ def _code(engine, q, coded, zsym, absdev, bits: int, settings: _Settings) -> _Co
     sums = tuple(_planner.segment_sums(np.ascontiguousarray(h, np.int64), order, bounds) for h, _ in hists)
     ki, t, prob_bits, cost, tmap, freqs = _planner.plan(
         sums, row, order, ncoded, channels, tables, settings.first_bits, settings.walk_bits,
-        settings.min_bits, settings.max_bits, settings.log2q, settings.slack_ppm)
+        settings.min_bits, settings.max_bits, settings.log2q, settings.slack_ppm, settings.full_search)
     k, packed = ks[ki], hists[ki][1]
     groups = -(-length // k)
     nstreams = int(_planner.choose_streams(ncoded * groups, cost, settings.overhead_ppm, settings.fixed_streams))

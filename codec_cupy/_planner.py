@@ -638,42 +638,26 @@ def _slack(cost, ppm):
 
 
 @njit
-def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, log2q,
-         speed_slack_ppm=0):
-    """The planner's whole search in one call: (pack index, tables, prob_bits, cost, table map, freqs).
+def _priced(prefix, row, ncoded, channels, ntables, prob_bits, log2q):
+    """(cost, ``_groups``, frequencies) of ``ntables`` tables at ``prob_bits``."""
+    g = _groups(prefix, row, ncoded, ntables, prob_bits)
+    f = np.empty_like(g[1])
+    return _price(g[1], g[2], g[3], g[4], g[5], prob_bits, prefix.shape[1], log2q, f) + _map_bits(channels, ntables), g, f
 
-    ``hists``: per pack candidate, the histograms summed over each segment of ``segments`` (``row``
-    its rank -> boundary map); ``tables``: the table counts to try. Pack: price candidates with
-    ``tables[0]`` tables and keep the largest pack (candidates come in increasing k) whose cost is
-    at most the least one plus ``speed_slack_ppm`` millionths of it: k times fewer rANS steps for
-    the encoder and the decoder are worth that much payload. Then tables: more pay off less and
-    less, stop at the first loss; then, if ``walk_bits``, the precision walks down from
-    ``first_bits`` while it pays, else up while each step saves more than ``speed_slack_ppm``
-    millionths of the cost (a bit more doubles the decoder's tables). Each grouping's counts are
-    extracted once and the precision walk rescales their scaled floors instead of dividing again.
-    """
-    t = tables[0]
-    cost = np.int64(-1)
-    least = np.int64(-1)
-    best_i = 0
-    for i in range(len(hists)):
-        p = _running_sums(hists[i])
-        g = _groups(p, row, ncoded, t, first_bits)
-        f = np.empty_like(g[1])
-        c = _price(g[1], g[2], g[3], g[4], g[5], first_bits, p.shape[1], log2q, f) + _map_bits(channels, t)
-        if least < 0 or c < least:
-            least = c
-        if cost < 0 or c <= least + _slack(least, speed_slack_ppm):
-            cost, best_i, prefix, grp, freqs = c, i, p, g, f
+
+@njit
+def _refine(prefix, row, ncoded, channels, tables, cost, grp, freqs, first_bits, walk_bits, min_bits, max_bits, log2q,
+            speed_slack_ppm):
+    """From ``tables[0]`` tables at ``first_bits`` (``cost``, ``grp``, ``freqs``): more tables while
+    they pay (stop at the first loss), then, if ``walk_bits``, the precision walk. Returns (cost,
+    tables, prob_bits, groups, freqs)."""
     alphabet = prefix.shape[1]
+    t = tables[0]
     for j in range(1, tables.shape[0]):
-        t2 = tables[j]
-        g = _groups(prefix, row, ncoded, t2, first_bits)
-        f = np.empty_like(g[1])
-        c = _price(g[1], g[2], g[3], g[4], g[5], first_bits, alphabet, log2q, f) + _map_bits(channels, t2)
+        c, g, f = _priced(prefix, row, ncoded, channels, tables[j], first_bits, log2q)
         if c >= cost:
             break
-        cost, t, grp, freqs = c, t2, g, f
+        cost, t, grp, freqs = c, tables[j], g, f
     sym, cnt, off, tot, q0, rem0 = grp
     prob_bits = first_bits
     if walk_bits:
@@ -690,8 +674,48 @@ def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min
                 n += direction
             if prob_bits != first_bits:
                 break
+    return cost, t, prob_bits, grp, freqs
+
+
+@njit
+def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, log2q,
+         speed_slack_ppm=0, full_search=False):
+    """The planner's whole search in one call: (pack index, tables, prob_bits, cost, table map, freqs).
+
+    ``hists``: per pack candidate, the histograms summed over each segment of ``segments`` (``row``
+    its rank -> boundary map); ``tables``: the table counts to try. The pack is the largest one
+    (candidates come in increasing k) whose cost is at most the least one plus ``speed_slack_ppm``
+    millionths of it: k times fewer rANS steps for the encoder and the decoder are worth that much
+    payload. Greedy search (default): the packs are compared with ``tables[0]`` tables; then, for
+    the chosen pack only, tables: more pay off less and less, stop at the first loss; then, if
+    ``walk_bits``, the precision walks down from ``first_bits`` while it pays, else up while each
+    step saves more than ``speed_slack_ppm`` millionths of the cost (a bit more doubles the
+    decoder's tables). ``full_search``: every pack goes through the tables and the precision walk,
+    and the packs are compared on those final costs (the greedy comparison at one table misses packs
+    that gain more from several tables). Each grouping's counts are extracted once and the
+    precision walk rescales their scaled floors instead of dividing again.
+    """
+    cost = np.int64(-1)
+    least = np.int64(-1)
+    best_i = 0
+    t, prob_bits = tables[0], first_bits
+    for i in range(len(hists)):
+        p = _running_sums(hists[i])
+        c, g, f = _priced(p, row, ncoded, channels, tables[0], first_bits, log2q)
+        ti, bi = tables[0], first_bits
+        if full_search:
+            c, ti, bi, g, f = _refine(p, row, ncoded, channels, tables, c, g, f, first_bits, walk_bits, min_bits,
+                                      max_bits, log2q, speed_slack_ppm)
+        if least < 0 or c < least:
+            least = c
+        if cost < 0 or c <= least + _slack(least, speed_slack_ppm):
+            cost, best_i, prefix, grp, freqs, t, prob_bits = c, i, p, g, f, ti, bi
+    if not full_search:
+        cost, t, prob_bits, grp, freqs = _refine(prefix, row, ncoded, channels, tables, cost, grp, freqs, first_bits,
+                                                 walk_bits, min_bits, max_bits, log2q, speed_slack_ppm)
+    sym, cnt, off, tot, q0, rem0 = grp
     return best_i, t, prob_bits, cost, group_channels(order, ncoded, t, channels), \
-        _tables(sym, off, freqs, t, alphabet, prob_bits)
+        _tables(sym, off, freqs, t, prefix.shape[1], prob_bits)
 
 
 @njit

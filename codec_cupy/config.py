@@ -17,6 +17,7 @@ VALID = {
     "quantizer": ("uniform", "ecsq"),
     "transform": ("none", "dct"),
     "sparse": ("auto", "on", "off"),
+    "search": ("greedy", "full"),
 }
 AUTO = "auto"
 
@@ -61,6 +62,11 @@ class CodecConfig:
                    0 = the smallest candidate (ties to the larger pack).
       tables       number of frequency tables for channel groups, 1..16, or "auto".
       prob_bits    probability precision n (tables sum to 2**n), 8..15, or "auto".
+      search       how the planner searches the "auto" fields: "greedy" compares the packs with one
+                   table, then adds tables and walks the precision for the chosen pack; "full" takes
+                   every pack through tables and precision and compares their final costs: smaller
+                   blobs where a smaller pack gains more from several tables (many-channel ReLU
+                   features at 1-2 bits), a slower planner. ``calibrate`` searches once for many tensors.
       streams      number of independent rANS streams, >= 1, or "auto".
       stream_overhead  for streams="auto": the fraction of the payload the per-stream framing may
                    cost (more streams = more parallel decoding, more bytes).
@@ -81,6 +87,7 @@ class CodecConfig:
     pack: Union[int, Literal["auto"]] = AUTO
     tables: Union[int, Literal["auto"]] = AUTO
     prob_bits: Union[int, Literal["auto"]] = AUTO
+    search: Literal["greedy", "full"] = "greedy"
     streams: Union[int, Literal["auto"]] = AUTO
     stream_overhead: float = 0.004
     speed_slack: float = 0.005

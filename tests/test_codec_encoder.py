@@ -200,9 +200,10 @@ def test_auto_drops_the_mask_when_coding_few_zero_channels_is_cheaper(rng):
 @given(seed=st.integers(0, 2**32 - 1), channels=st.integers(1, 40), length=st.integers(0, 70),
        bits=st.integers(1, 8), zero_share=st.floats(0.0, 1.0),
        tables=st.sampled_from(["auto", 1, 3, 16]), pack=st.sampled_from(["auto", 1, 2]),
-       prob_bits=st.sampled_from(["auto", 8, 13]), streams=st.sampled_from(["auto", 1, 3]))
+       prob_bits=st.sampled_from(["auto", 8, 13]), streams=st.sampled_from(["auto", 1, 3]),
+       search=st.sampled_from(["greedy", "full"]))
 def test_fused_front_end_codes_like_the_step_by_step_pipeline(seed, channels, length, bits, zero_share, tables,
-                                                              pack, prob_bits, streams):
+                                                              pack, prob_bits, streams, search):
     """``_cpu_encode._code`` (compiled, inside the cpu engine's one-call encoder) and ``_encoder._code``
     driving the reference engine step by step (per-channel histograms summed into the segments)
     decide and write the same thing."""
@@ -210,7 +211,7 @@ def test_fused_front_end_codes_like_the_step_by_step_pipeline(seed, channels, le
 
     if pack != "auto" and pack * bits > 8:
         pack = 1
-    cfg = cc.CodecConfig(bits=bits, tables=tables, pack=pack, prob_bits=prob_bits, streams=streams)
+    cfg = cc.CodecConfig(bits=bits, tables=tables, pack=pack, prob_bits=prob_bits, streams=streams, search=search)
     settings_ = _encoder._settings(cfg)
     rng = np.random.default_rng(seed)
     q = rng.integers(0, 1 << bits, size=(channels, length)).astype(np.uint8)
@@ -272,3 +273,20 @@ def test_mask_check_threshold_is_one_percent_of_the_blob(channels):
     mask_bytes = (channels + 7) // 8
     assert mask_may_cost(100 * mask_bytes, channels)
     assert not mask_may_cost(100 * mask_bytes + 1, channels)
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4])
+def test_full_search_writes_the_same_bytes_on_every_engine_and_the_same_reconstruction(rng, bits):
+    x = relu_features(rng, shape=(1, 48, 12, 12), zero_channels=(5,))
+    full = cc.CodecConfig(bits=bits, search="full", speed_slack=0.0)
+    blob = cc.encode(x, full, engine="cpu")
+    assert cc.encode(x, full, engine="reference") == blob
+    greedy = cc.encode(x, cc.CodecConfig(bits=bits, speed_slack=0.0), engine="cpu")
+    np.testing.assert_array_equal(cc.decode(blob), cc.decode(greedy))
+    # the full search prices a superset of the greedy one's final candidates (streams aside)
+    assert len(blob) <= len(greedy) + 8
+
+
+def test_search_is_validated():
+    with pytest.raises(cc.ConfigError, match="search"):
+        cc.CodecConfig(search="exhaustive")

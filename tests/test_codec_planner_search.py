@@ -56,17 +56,9 @@ def _candidate(hist, order, ncoded, channels, ntables, prob_bits):
     return cost, tmap, freqs
 
 
-def _oracle(hists, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, slack_ppm=0):
+def _refine(hist, order, ncoded, channels, tables, best, first_bits, walk_bits, min_bits, max_bits, slack):
+    """One pack: more tables while they pay (from ``tables[0]``, priced as ``best``), then the walk."""
     t = tables[0]
-    found = [_candidate(h, order, ncoded, channels, t, first_bits) for h in hists]
-    least = min(c[0] for c in found)
-    def slack(cost):
-        return (cost >> _planner.Q) * slack_ppm // 1_000_000 << _planner.Q
-
-    allowed = least + slack(least)
-    ki = max(i for i, c in enumerate(found) if c[0] <= allowed)      # the largest pack within the slack
-    best = found[ki]
-    hist = hists[ki]
     for t2 in tables[1:]:
         cand = _candidate(hist, order, ncoded, channels, t2, first_bits)
         if cand[0] >= best[0]:
@@ -84,6 +76,25 @@ def _oracle(hists, order, ncoded, channels, tables, first_bits, walk_bits, min_b
                 n += step
             if bits != first_bits:
                 break
+    return best, t, bits
+
+
+def _oracle(hists, order, ncoded, channels, tables, first_bits, walk_bits, min_bits, max_bits, slack_ppm=0,
+            full=False):
+    def slack(cost):
+        return (cost >> _planner.Q) * slack_ppm // 1_000_000 << _planner.Q
+
+    found = []
+    for h in hists:
+        first = _candidate(h, order, ncoded, channels, tables[0], first_bits)
+        found.append(_refine(h, order, ncoded, channels, tables, first, first_bits, walk_bits, min_bits, max_bits,
+                             slack) if full else (first, tables[0], first_bits))
+    least = min(c[0][0] for c in found)
+    ki = max(i for i, c in enumerate(found) if c[0][0] <= least + slack(least))   # the largest pack within the slack
+    best, t, bits = found[ki]
+    if not full:
+        best, t, bits = _refine(hists[ki], order, ncoded, channels, tables, best, first_bits, walk_bits, min_bits,
+                                max_bits, slack)
     return ki, t, bits, best[0], best[1], best[2]
 
 
@@ -107,10 +118,10 @@ def _hists(rng, channels, length, bits, kind):
     return h1, h2, np.abs(q).sum(axis=1)
 
 
-def _plan(hists, order, ncoded, channels, tables, first_bits, walk, slack_ppm=0):
+def _plan(hists, order, ncoded, channels, tables, first_bits, walk, slack_ppm=0, full=False):
     bounds, row = _planner.boundaries(ncoded, tables)
     sums = tuple(_planner.segment_sums(h, order, bounds) for h in hists)
-    return _planner.plan(sums, row, order, ncoded, channels, tables, first_bits, walk, 8, 14, LOG2Q, slack_ppm)
+    return _planner.plan(sums, row, order, ncoded, channels, tables, first_bits, walk, 8, 14, LOG2Q, slack_ppm, full)
 
 
 CASES = [(seed, bits, kind, channels, length)
@@ -120,9 +131,10 @@ CASES = [(seed, bits, kind, channels, length)
              (3, "sparse", 33, 50), (2, "relu", 70, 30), (4, "relu", 120, 400), (4, "dense", 32, 3000)])]
 
 
+@pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("seed,bits,kind,channels,length", CASES)
 @pytest.mark.parametrize("first_bits,walk", [(12, True), (9, True), (14, True), (11, False)])
-def test_plan_matches_definition(seed, bits, kind, channels, length, first_bits, walk):
+def test_plan_matches_definition(seed, bits, kind, channels, length, first_bits, walk, full):
     rng = np.random.default_rng(seed)
     h1, h2, absdev = _hists(rng, channels, length, bits, kind)
     coded = np.flatnonzero(rng.random(channels) < 0.9).astype(np.int64)
@@ -132,26 +144,30 @@ def test_plan_matches_definition(seed, bits, kind, channels, length, first_bits,
     order = _planner.channel_order(absdev, coded)
     hists = (h1, h2) if 2 * bits <= 8 else (h1,)
     tables = np.array([min(t, ncoded) for t in (1, 2, 4, 8, 16) if t <= ncoded], np.int64)
-    got = _plan(hists, order, ncoded, channels, tables, first_bits, walk)
-    want = _oracle(hists, order, ncoded, channels, list(tables), first_bits, walk, 8, 14)
+    got = _plan(hists, order, ncoded, channels, tables, first_bits, walk, 0, full)
+    want = _oracle(hists, order, ncoded, channels, list(tables), first_bits, walk, 8, 14, 0, full)
     assert got[:4] == want[:4]
     assert np.array_equal(got[4], want[4]) and np.array_equal(got[5], want[5])
 
 
+@pytest.mark.parametrize("full", [False, True])
 @pytest.mark.parametrize("slack_ppm", [0, 300, 2_000, 5_000, 30_000, 1_000_000])
 @pytest.mark.parametrize("first_bits", [12, 9])
 @pytest.mark.parametrize("seed,bits,kind,channels,length", [c for c in CASES if c[1] <= 4])
-def test_speed_slack_matches_definition(seed, bits, kind, channels, length, first_bits, slack_ppm):
+def test_speed_slack_matches_definition(seed, bits, kind, channels, length, first_bits, slack_ppm, full):
     """The largest pack within ``slack_ppm`` of the cheapest candidate (ties: the larger pack); a
-    precision above the first one only where it saves more than the slack."""
+    precision above the first one only where it saves more than the slack. ``full``: the packs
+    compared on their costs after tables and precision."""
     rng = np.random.default_rng(seed)
     h1, h2, absdev = _hists(rng, channels, length, bits, kind)
     coded = np.arange(channels, dtype=np.int64)
     order = _planner.channel_order(absdev, coded)
     tables = np.array([t for t in (1, 2, 4, 8, 16) if t <= channels], np.int64)
-    got = _plan((h1, h2), order, channels, channels, tables, first_bits, True, slack_ppm)
-    want = _oracle((h1, h2), order, channels, channels, list(tables), first_bits, True, 8, 14, slack_ppm)
+    got = _plan((h1, h2), order, channels, channels, tables, first_bits, True, slack_ppm, full)
+    want = _oracle((h1, h2), order, channels, channels, list(tables), first_bits, True, 8, 14, slack_ppm, full)
     assert got[:4] == want[:4] and np.array_equal(got[5], want[5])
+    if full and slack_ppm == 0:                # never more than the greedy search
+        assert got[3] <= _plan((h1, h2), order, channels, channels, tables, first_bits, True, 0, False)[3]
     if slack_ppm == 1_000_000:
         assert got[0] == 1                     # within 100 %: always the larger pack
 
