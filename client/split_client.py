@@ -51,7 +51,7 @@ def _cache_dir() -> Path:
 
 
 _CODEC_KEYS = ("bits", "granularity", "axis", "clip", "percentile", "quantizer", "ecsq_lambda", "transform", "block",
-               "step", "frequency_weight", "pack", "tables", "prob_bits")    # the last three: ``cc.calibrate``'s
+               "step", "frequency_weight", "search", "pack", "tables", "prob_bits")   # last three: ``cc.calibrate``'s
 
 
 def codec_config(cc, settings: dict):

@@ -54,7 +54,7 @@ def _export(a) -> int:
         res = export_split(spec.module, layer, a.out, name=name, input_shape=spec.input_shape, bits=a.bits,
                            granularity=a.granularity, clip=a.clip, quantizer=a.quantizer,
                            transform=a.transform, block=a.block, step=a.step,
-                           frequency_weight=a.frequency_weight, preprocess=spec.preprocess,
+                           frequency_weight=a.frequency_weight, search=a.search, preprocess=spec.preprocess,
                            labels=spec.labels, tail_backend=a.tail_backend,
                            device=a.device, max_batch=a.max_batch, instances=a.instances,
                            channel_axis=spec.channel_axis, calibration=calibration)
@@ -220,6 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="with --transform dct: quantization step as a fraction of the tensor's range")
     e.add_argument("--frequency-weight", type=float, default=0.0,
                    help="with --transform dct: frequency (u, v) gets step * (1 + weight * (u + v))")
+    e.add_argument("--search", default="greedy", choices=["greedy", "full"],
+                   help="the codec planner's search the client runs per tensor: full = smaller blobs at "
+                        "1-2 bits on many-channel ReLU features, slower encode")
     e.add_argument("--tail-backend", default="python", choices=["python", "onnxruntime"],
                    help="python: onnxruntime inside the Python backend (bundled server); "
                         "onnxruntime: Triton's onnxruntime backend (NGC images)")

@@ -104,7 +104,8 @@ def _calibrated_fields(cc, head_path: Path, inputs, input_shape, cfg) -> dict:
 def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: str,
                  input_shape: tuple[int, int, int], bits: int = 8, granularity: str = "tensor",
                  clip: str = "none", quantizer: str = "uniform", transform: str = "none", block: int = 8,
-                 step: float = 0.02, frequency_weight: float = 0.0, preprocess: dict | None = None, labels: list[str] | None = None,
+                 step: float = 0.02, frequency_weight: float = 0.0, search: str = "greedy",
+                 preprocess: dict | None = None, labels: list[str] | None = None,
                  tail_backend: str = "python", device: str = "cpu", max_batch: int = 16,
                  instances: int = 1, opset: int = 17, channel_axis: int = 1,
                  calibration: list[np.ndarray] | None = None) -> ExportResult:
@@ -124,7 +125,7 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
     import codec_cupy as cc
     codec_cfg = cc.CodecConfig(bits=bits, granularity=granularity, clip=clip, quantizer=quantizer,
                                transform=transform, block=block, step=step,
-                               frequency_weight=frequency_weight)   # ConfigError now, not on a client
+                               frequency_weight=frequency_weight, search=search)   # ConfigError now, not on a client
     if calibration is not None and not len(calibration):
         raise cc.ConfigError("calibration needs at least one input")
     with tempfile.TemporaryDirectory(prefix="splitwire-export-") as tmp:
@@ -150,7 +151,8 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
             "codec": {"bits": bits, "granularity": granularity, "axis": axis, "clip": clip,
                       "quantizer": quantizer, **({"transform": transform, "block": block, "step": step,
                                                   "frequency_weight": frequency_weight}
-                                                 if transform != "none" else {})},
+                                                 if transform != "none" else {}),
+                      **({"search": search} if search != "greedy" else {})},
             "max_batch": max_batch,
             **({"calibration": {"inputs": len(calibration)}} if calibration is not None else {}),
             "head": {"model": f"{name}_head", "sha256": hashlib.sha256(head_bytes).hexdigest(),

@@ -223,7 +223,12 @@ def test_calibrated_export_publishes_the_fixed_entropy_model(tiny, tmp_path):
         export_split(tiny.module, "layer2", tmp_path, name="none", input_shape=tiny.input_shape, calibration=[])
     uncalibrated = export_split(tiny.module, "layer2", tmp_path, name="plain", input_shape=tiny.input_shape)
     plain = json.loads((uncalibrated.repository / "plain" / "splitwire.json").read_text())
-    assert "calibration" not in plain and "pack" not in plain["codec"]
+    assert "calibration" not in plain and "pack" not in plain["codec"] and "search" not in plain["codec"]
+    export_split(tiny.module, "layer2", tmp_path, name="full", input_shape=tiny.input_shape, search="full")
+    full = json.loads((tmp_path / "full" / "splitwire.json").read_text())["codec"]
+    assert full["search"] == "full" and codec_config(cc, full).search == "full"
+    with pytest.raises(cc.ConfigError, match="search"):
+        export_split(tiny.module, "layer2", tmp_path, name="bad", input_shape=tiny.input_shape, search="best")
 
 
 def test_cli_export_calibrates_on_a_folder_of_images(tmp_path):
