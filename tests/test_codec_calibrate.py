@@ -109,3 +109,14 @@ def test_calibrated_blobs_decode_to_the_default_reconstruction(seed, bits, chann
     plan = cc.inspect(blob)["plan"]
     if plan["packed_symbols"]:                       # (nothing coded: the smallest model instead)
         assert plan["pack"] == cal.pack and plan["prob_bits"] == cal.prob_bits
+
+
+@pytest.mark.parametrize("base", [cc.CodecConfig(bits=6, transform="dct", block=4, step=0.05),
+                                  cc.CodecConfig(bits=3, granularity="channel"),
+                                  cc.CodecConfig(bits=3, quantizer="ecsq")])
+def test_calibrates_every_quantizer(base):
+    samples = [_relu_maps(s, shape=(1, 6, 8, 8)) for s in range(2)]
+    cal = cc.calibrate(samples, base)
+    assert cal.replace(pack="auto", tables="auto", prob_bits="auto") == base
+    x = _relu_maps(9, shape=(1, 6, 8, 8))
+    np.testing.assert_array_equal(cc.decode(cc.encode(x, cal)), cc.decode(cc.encode(x, base)))
