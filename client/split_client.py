@@ -153,6 +153,18 @@ class SplitClient:
     def head(self, x) -> np.ndarray:
         return self._head.run(None, {self.meta["input"]["name"]: self._as_input(x)})[0]
 
+    def calibrate(self, inputs) -> "object":
+        """Fix the codec's entropy model (``pack``, ``tables``, ``prob_bits``) on the head's features
+        of ``inputs`` (images or preprocessed tensors, each sent on its own later), searched afresh
+        (``codec_cupy.calibrate``): later encodes skip the planner's per-tensor search. Returns the
+        new ``CodecConfig`` (also ``self.codec_config``)."""
+        feats = [self.head(x) for x in inputs]
+        if not feats:
+            raise ClientError("calibrate needs at least one input")
+        fresh = self.codec_config.replace(pack="auto", tables="auto", prob_bits="auto")
+        self.codec_config = self._cc.calibrate(feats, fresh)
+        return self.codec_config
+
     def encode(self, features: np.ndarray) -> bytes:
         if self.payload == "splitwire":
             return self._cc.encode(features, self.codec_config)

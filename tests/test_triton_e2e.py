@@ -27,7 +27,8 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("efficientnet_lite_pytorch")
 
 import codec_cupy as cc  # noqa: E402
-from client import SplitClient, rawframe  # noqa: E402
+import codec_cupy as cc  # noqa: E402
+from client import ClientError, SplitClient, rawframe  # noqa: E402
 from splitwire import models, samples  # noqa: E402
 from splitwire.export import export_split  # noqa: E402
 from splitwire.serve import resolve_ports  # noqa: E402
@@ -198,6 +199,25 @@ def test_dct_blobs_decode_on_the_same_server(server, client, images, head_cache)
         with pytest.raises(InferenceServerException, match="checksum"):
             _infer_raw(server, np.frombuffer(bytes(bad), np.uint8), "UINT8")
         assert int(client.infer(images[0][1]).argmax()) == images[0][2]          # still serving
+    finally:
+        c.close()
+
+
+def test_a_calibrated_client_sends_ordinary_blobs(server, images, head_cache):
+    """``SplitClient.calibrate`` only fixes the encoder's modeling choices: same reconstruction, and
+    the server decodes the blobs like any other."""
+    c = SplitClient(server.url, MODEL, bits=4)
+    try:
+        default = c.codec_config
+        cfg = c.calibrate([x for _, x, _ in images[10:14]])
+        assert cfg is c.codec_config and cfg.bits == 4 and "auto" not in (cfg.pack, cfg.tables, cfg.prob_bits)
+        for name, x, want in images[:3]:
+            features = c.head(x)
+            blob = c.encode(features)
+            np.testing.assert_array_equal(cc.decode(blob), cc.decode(cc.encode(features, default)))
+            assert int(c.send(np.frombuffer(blob, np.uint8)).argmax()) == int(c.infer(x).argmax()), name
+        with pytest.raises(ClientError, match="at least one input"):
+            c.calibrate([])
     finally:
         c.close()
 
