@@ -699,11 +699,11 @@ def run_all(args, log) -> dict:
     with one_core() as cpu:
         results["machine"] = {**machine_info(cc, cpu), "timing": timing}
         for name in (n for n in plan["names"] if n in tensors):
+            calibration = None if cc is None else calibration_samples(name, tensors)   # once for every bit depth
             for bits in plan["bits_main"]:
                 log(f"{name} {tensors[name].shape} bits={bits}")
                 engines = [] if cc is None else (
                     ["cpu"] + (["reference"] if name in plan["reference_tensors"] else []))
-                calibration = calibration_samples(name, tensors) if cc is not None and hasattr(cc, "calibrate") else None
                 results["main"].append(run_tensor(cc, name, tensors[name], bits, engines, timing, ref_timing, log,
                                                   calibration))
         if cc is not None:

@@ -153,7 +153,7 @@ class SplitClient:
     def head(self, x) -> np.ndarray:
         return self._head.run(None, {self.meta["input"]["name"]: self._as_input(x)})[0]
 
-    def calibrate(self, inputs) -> "object":
+    def calibrate(self, inputs) -> "codec_cupy.CodecConfig":
         """Fix the codec's entropy model (``pack``, ``tables``, ``prob_bits``) on the head's features
         of ``inputs`` (images or preprocessed tensors, each sent on its own later), searched afresh
         (``codec_cupy.calibrate``): later encodes skip the planner's per-tensor search. Returns the

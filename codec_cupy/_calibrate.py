@@ -22,6 +22,7 @@ import itertools
 import numpy as np
 
 from . import _container, _encoder
+from .api import encode
 from .config import AUTO, CodecConfig
 from .errors import ConfigError
 
@@ -69,8 +70,6 @@ def calibrate(samples, config: CodecConfig | None = None, *, engine: str = "auto
     encoded once per combination: up to 4 x 5 x 7 = 140 encodes per sample with all three fields
     "auto" (fewer with larger ``bits`` or fields already fixed). Fields not "auto" are kept.
     """
-    from .api import encode                                  # the public verb: engines, devices, checks
-
     config = CodecConfig() if config is None else config
     if not isinstance(config, CodecConfig):
         raise ConfigError(f"config must be a CodecConfig, got {type(config).__name__}")

@@ -698,7 +698,6 @@ def plan(hists, row, order, ncoded, channels, tables, first_bits, walk_bits, min
     cost = np.int64(-1)
     least = np.int64(-1)
     best_i = 0
-    t, prob_bits = tables[0], first_bits
     for i in range(len(hists)):
         p = _running_sums(hists[i])
         c, g, f = _priced(p, row, ncoded, channels, tables[0], first_bits, log2q)

@@ -65,7 +65,7 @@ def _export(a) -> int:
     print(f"cut {a.model} after {layer!r} ({res.point.kind}): features {shape}; "
           f"max |tail(head(x)) - model(x)| = {res.max_abs_error:.2e}")
     if calibration is not None:
-        codec = json.loads((Path(a.out) / name / "splitwire.json").read_text())["codec"]
+        codec = res.codec
         print(f"calibrated the codec on {len(calibration)} image(s): pack {codec['pack']}, tables {codec['tables']}, "
               f"prob_bits {codec['prob_bits']} (clients skip the planner's search)")
     print(f"wrote {', '.join(res.models)} to {Path(a.out).resolve()}")

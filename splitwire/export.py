@@ -38,6 +38,7 @@ class ExportResult:
     head_onnx: Path
     max_abs_error: float
     models: list[str] = field(default_factory=list)
+    codec: dict = field(default_factory=dict)          # the codec settings published to clients
 
 
 def _onnx_export(module: torch.nn.Module, example: torch.Tensor, path: Path,
@@ -167,4 +168,4 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
             tail_backend=tail_backend, device=device, max_batch=max_batch, instances=instances)
     return ExportResult(name=name, point=point, repository=Path(out),
                         head_onnx=Path(out) / f"{name}_head" / "1" / "head.onnx",
-                        max_abs_error=err, models=models)
+                        max_abs_error=err, models=models, codec=meta["codec"])

@@ -205,9 +205,10 @@ def test_calibrated_export_publishes_the_fixed_entropy_model(tiny, tmp_path):
 
     rng = np.random.default_rng(0)
     inputs = [rng.standard_normal((1, *tiny.input_shape)).astype(np.float32) for _ in range(3)]
-    export_split(tiny.module, "layer2", tmp_path, name="cal", input_shape=tiny.input_shape, bits=4,
-                 calibration=inputs)
+    res = export_split(tiny.module, "layer2", tmp_path, name="cal", input_shape=tiny.input_shape, bits=4,
+                       calibration=inputs)
     meta = json.loads((tmp_path / "cal" / "splitwire.json").read_text())
+    assert res.codec == meta["codec"]
     codec = meta["codec"]
     assert meta["calibration"] == {"inputs": 3}
     assert {"pack", "tables", "prob_bits"} <= set(codec)
@@ -255,3 +256,7 @@ def test_cli_export_calibrates_on_a_folder_of_images(tmp_path):
                         "--out", str(out), "--name", "tr2", "--calibrate", str(tmp_path / "missing.png")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "--calibrate" in r.stderr and not (out / "tr2").exists()
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
+                        "--out", str(out), "--name", "tr3", "--calibrate", str(images / "notes.txt")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "--calibrate" in r.stderr and "notes.txt" in r.stderr and not (out / "tr3").exists()
