@@ -18,16 +18,18 @@ from ._bits import ByteReader
 from ._crc32c import crc32c
 from ._jit import njit
 from .errors import (BadMagicError, ChecksumError, CorruptStreamError, HeaderError, LimitExceededError,
-                     TruncatedError, UnsupportedVersionError)
+                     PriorError, PriorMismatchError, TruncatedError, UnsupportedVersionError)
 
 MAGIC = b"SPWC"
 VERSION = 1                           # blobs without a transform (every version-1 decoder reads them)
 VERSION_TRANSFORM = 2                 # adds the TRANSFORM flag and its block field (FORMAT.md section 8)
-VERSIONS = (VERSION, VERSION_TRANSFORM)
+VERSION_PRIOR = 3                     # the model is a shared prior named by its id (FORMAT.md section 9)
+VERSIONS = (VERSION, VERSION_TRANSFORM, VERSION_PRIOR)
 FLAG_PER_CHANNEL = 1
 FLAG_ECSQ = 2
 FLAG_ZERO_MASK = 4
 FLAG_TRANSFORM = 8
+FLAG_PRIOR = 16
 KNOWN_FLAGS = FLAG_PER_CHANNEL | FLAG_ECSQ | FLAG_ZERO_MASK
 NO_AXIS = 255
 DTYPES = {0: np.dtype(np.float32), 1: np.dtype(np.float16)}
@@ -64,15 +66,19 @@ class Header:
     per_channel: bool = False        # one scale/zero point per channel
     block: int = 0                   # DCT block size (version 2); then ``shape``/``axis`` are the coded
     tensor_shape: tuple[int, ...] = ()   # view (P, B*B)/1 and ``tensor_shape`` the decoded tensor's shape
+    prior_id: int | None = None      # version 3: the id of the prior that holds the model
+    positional: bool = False         # ``with_prior``'s header: ``shape`` is the (outer, C * inner, 1) view
 
     @property
     def version(self) -> int:
+        if self.prior_id is not None:
+            return VERSION_PRIOR
         return VERSION_TRANSFORM if self.block else VERSION
 
     @property
     def output_shape(self) -> tuple[int, ...]:
-        """The shape ``decode`` returns (the tensor's, also with a transform)."""
-        return self.tensor_shape if self.block else self.shape
+        """The shape ``decode`` returns (the tensor's, also with a transform or a prior)."""
+        return self.tensor_shape if self.block or self.positional else self.shape
 
     # ---- derived sizes (FORMAT.md section 1 and 3) ----
     @functools.cached_property
@@ -152,15 +158,16 @@ def write(h: Header, streams: np.ndarray) -> bytes:
 
 
 def frame_fields(dtype, bits: int, shape: tuple[int, ...], axis: int | None, per_channel: bool, scale, zero_point,
-                 levels, block: int = 0, tensor_shape: tuple[int, ...] = ()) -> tuple:
+                 levels, block: int = 0, tensor_shape: tuple[int, ...] = (), prior_id: int | None = None) -> tuple:
     """The first arguments of ``model_bytes``, from the ``Header`` fields that the coding does not
     decide (an encoder takes them before coding): the fixed fields (``model_bytes`` sets the
     ZERO_MASK flag), the shape, the transform's block byte and the quantizer section (its words,
     the first byte of each written, the zero point width, the zero points)."""
     flags = ((FLAG_PER_CHANNEL if per_channel else 0) | (FLAG_ECSQ if levels is not None else 0)
-             | (FLAG_TRANSFORM if block else 0))
+             | (FLAG_TRANSFORM if block else 0) | (FLAG_PRIOR if prior_id is not None else 0))
     shape = tensor_shape if block else shape
-    head = np.array((*MAGIC, VERSION_TRANSFORM if block else VERSION, flags, DTYPE_CODES[np.dtype(dtype)], bits,
+    version = VERSION_PRIOR if prior_id is not None else VERSION_TRANSFORM if block else VERSION
+    head = np.array((*MAGIC, version, flags, DTYPE_CODES[np.dtype(dtype)], bits,
                      len(shape), NO_AXIS if axis is None or block else axis), np.uint8)
     after_shape = np.array([block] if block else [], np.uint8)
     if levels is not None:                       # (words, first byte of each written, zero point width)
@@ -182,6 +189,60 @@ def seal(model: np.ndarray, streams: np.ndarray) -> bytes:
 
 
 _NO_MASK = np.zeros(0, np.uint8)
+
+
+def prior_model_bytes(head, shape, after_shape, qwords, qfirst, zwidth, zero_points, prior_id: int,
+                      nwords) -> np.ndarray:
+    """Everything before the streams of a version-3 blob (FORMAT.md section 9): ``frame_fields``'
+    fields (made with ``prior_id``), the prior's id, the stream directory."""
+    cap = 64 + 9 * shape.shape[0] + 4 * qwords.shape[0] + zero_points.shape[0] + 9 * (nwords.shape[0] + 1)
+    out = np.empty(cap, np.uint8)
+    pos = head.shape[0]
+    out[:pos] = head
+    pos = tc.write_uvarints(shape, out, pos)
+    for w in qwords:
+        for i in range(qfirst, 4):
+            out[pos] = (int(w) >> (8 * i)) & 0xFF
+            pos += 1
+    pos = _put_fields(out, pos, zero_points, zwidth)
+    out[pos:pos + 4] = np.frombuffer(int(prior_id).to_bytes(4, "little"), np.uint8)
+    pos += 4
+    pos = tc.write_uvarints(np.full(1, nwords.shape[0], np.int64), out, pos)
+    pos = tc.write_uvarints(nwords, out, pos)
+    return out[:pos]
+
+
+def require_model(h: Header) -> Header:
+    """``h`` if an engine can decode with it; a version-3 header without its prior raises
+    ``PriorError`` (``with_prior`` attaches the prior)."""
+    return with_prior(h, None) if h.prior_id is not None and not h.positional else h
+
+
+def with_prior(h: Header, prior) -> Header:
+    """The header the engines decode a version-3 blob with: the position view (outer, C * inner, 1)
+    of FORMAT.md section 9 -- every position a channel with its own table -- carrying ``prior``'s
+    tables, the per-channel parameters repeated for each position of their channel. Raises
+    ``PriorError`` when the prior is missing, ``PriorMismatchError`` when it is not the blob's."""
+    if h.prior_id is None or h.positional:
+        return h
+    if prior is None:
+        raise PriorError(f"this blob was coded with the shared prior {h.prior_id:#010x} (format version 3) and "
+                         "carries no model of its own: decode it with prior=<that Prior> "
+                         "(codec_cupy.Prior.load(path))")
+    if prior.id != h.prior_id:
+        raise PriorMismatchError(f"this blob was coded with the prior {h.prior_id:#010x}, not with the one given "
+                                 f"({prior.id:#010x}): load the prior its encoder used")
+    channels, outer, inner = h.channels, h.outer, h.inner
+    if (prior.bits, prior.channels, prior.inner) != (h.bits, channels, inner):
+        raise PriorMismatchError(f"the blob ({channels} channels of {inner} elements, {h.bits} bits) does not fit "
+                                 f"its prior {prior.id:#010x} ({prior.channels} x {prior.inner}, {prior.bits} bits)")
+    positions = channels * inner
+    scale, zero_point = h.scale, h.zero_point
+    if h.per_channel and channels > 1:
+        scale, zero_point = np.repeat(scale, inner), np.repeat(zero_point, inner)
+    return dataclasses.replace(h, shape=(outer, positions, 1), axis=1, scale=scale, zero_point=zero_point,
+                               prob_bits=prior.prob_bits, table_map=prior.table_map, freqs=prior.freqs,
+                               tensor_shape=h.shape, positional=True)
 
 
 @njit
@@ -294,6 +355,10 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
     r = ByteReader(buf, 5, body_end)
     flags = r.u8("flags")
     known = KNOWN_FLAGS | (FLAG_TRANSFORM if version == VERSION_TRANSFORM else 0)
+    if version == VERSION_PRIOR:
+        known = FLAG_PER_CHANNEL | FLAG_ECSQ | FLAG_PRIOR
+        if not flags & FLAG_PRIOR:
+            raise HeaderError("a version-3 blob must set the PRIOR flag")
     if flags & ~known:
         raise HeaderError(f"flags {flags:#04x} set reserved bits (version {version})")
     transform = bool(flags & FLAG_TRANSFORM)
@@ -353,6 +418,9 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
         raise HeaderError("quantizer scales must be finite and > 0")
     if np.any(zero_point > qmax):
         raise HeaderError(f"zero point above {qmax}, the largest {bits}-bit symbol")
+    if version == VERSION_PRIOR:
+        return _prior_header(r, arr_end=body_end, buf=buf, dtype=DTYPES[dtype_code], bits=bits, shape=shape,
+                             axis=axis, scale=scale, zero_point=zero_point, levels=levels, per_channel=per_channel)
     pack = r.u8("pack")
     if pack < 1 or pack * bits > 8:
         raise HeaderError(f"pack={pack} invalid for bits={bits} (need 1 <= pack and pack * bits <= 8)")
@@ -383,14 +451,30 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
     err, pos = tc.read_tables(arr, r.pos, body_end, ntables, alphabet, prob_bits, freqs)
     _raise_table_error(err)
     r.pos = pos
-    nstreams_box = np.zeros(1, np.int64)
-    err, pos = tc.read_uvarints(arr, r.pos, body_end, 1, nstreams_box)
-    _raise_varint_error(err, "stream count")
-    nstreams = int(nstreams_box[0])
     h = Header(dtype=DTYPES[dtype_code], bits=bits, shape=shape, axis=axis, scale=scale,
                zero_point=zero_point, levels=levels, zero_mask=zero_mask, pack=pack, prob_bits=prob_bits,
                table_map=table_map, freqs=freqs.astype(np.uint32), nwords=np.zeros(0, np.int64),
                per_channel=per_channel, block=block, tensor_shape=tensor_shape)
+    return _read_directory(h, arr, r.pos, body_end)
+
+
+def _prior_header(r: ByteReader, arr_end: int, buf, **fields) -> Header:
+    """The rest of a version-3 blob (FORMAT.md section 9): the prior's id, the stream directory. The
+    header describes the tensor's own view; ``with_prior`` turns it into the one engines decode."""
+    prior_id = int.from_bytes(r.take(4, "prior id"), "little")
+    alphabet = 1 << fields["bits"]
+    h = Header(zero_mask=None, pack=1, prob_bits=MIN_PROB_BITS, table_map=np.zeros(0, np.uint8),
+               freqs=np.zeros((0, alphabet), np.uint32), nwords=np.zeros(0, np.int64), prior_id=prior_id, **fields)
+    _read_directory(h, np.frombuffer(buf, np.uint8), r.pos, arr_end)
+    return h
+
+
+def _read_directory(h: Header, arr: np.ndarray, pos: int, body_end: int) -> Header:
+    """The stream directory of ``h`` (FORMAT.md section 4), checked against its symbols and the bytes."""
+    nstreams_box = np.zeros(1, np.int64)
+    err, pos = tc.read_uvarints(arr, pos, body_end, 1, nstreams_box)
+    _raise_varint_error(err, "stream count")
+    nstreams = int(nstreams_box[0])
     num_packed = h.num_packed
     if (num_packed == 0) != (nstreams == 0) or nstreams > num_packed:
         raise HeaderError(f"stream count {nstreams} invalid for {num_packed} packed symbols")
@@ -403,7 +487,7 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
     _raise_varint_error(err, "stream directory")
     h.nwords = nwords
     h.payload_offset = pos
-    h.total_bytes = len(buf)
+    h.total_bytes = body_end + CRC_BYTES
     if nstreams:
         per = h.symbols_per_stream
         counts = np.full(nstreams, per, np.int64)

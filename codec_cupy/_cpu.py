@@ -18,6 +18,7 @@ from ._container import (H_INVALID, H_OK, I_BITS, I_BLOCK, I_CHANNELS, I_CODED, 
 from ._crc32c import crc32c
 from ._tablecodec import _bitlen
 from ._jit import HAVE_NUMBA, njit
+from ._quantizer import per_channel
 from .errors import CorruptStreamError, InputError
 
 NAME = "cpu"
@@ -981,6 +982,38 @@ def tensor_range(xv: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
+def quantize(xv: np.ndarray, p, bits: int):
+    """The engine interface's ``quantize`` (the reference's): symbols (C, R) uint8 in channel-major
+    order, per-channel nonzero counts and sums of |q - z|. The cpu engine's own encoder quantizes
+    inside ``encode_view``; this serves the steps that run outside it (a prior's symbols)."""
+    outer, channels, inner = xv.shape
+    q = np.empty((channels, outer * inner), np.uint8)
+    nonzero = np.zeros(channels, np.int64)
+    absdev = np.zeros(channels, np.int64)
+    zsym = p.zero_symbols(channels)
+    if q.size:
+        if p.thresholds is not None:
+            _quantize_thresholds(xv, np.asarray(p.thresholds, np.float32), zsym[0], q, nonzero, absdev)
+        else:
+            _quantize_uniform(xv, per_channel(p.scale, channels, np.float32), zsym, (1 << bits) - 1, q, nonzero,
+                              absdev)
+    return q, nonzero, absdev
+
+
+def rans_encode(packed, tsel, freqs, prob_bits: int, nstreams: int):
+    """The engine interface's ``rans_encode``: the packed symbols (Cc, G), coded channel j with table
+    ``tsel[j]``, into ``nstreams`` streams: (stream bytes uint8, words per stream int64)."""
+    packed = np.ascontiguousarray(packed, np.uint8)
+    freqs = np.asarray(freqs, np.int64)
+    if nstreams == 0 or packed.size == 0:
+        return np.zeros(0, np.uint8), np.zeros(0, np.int64)
+    rows = packed.shape[0]
+    bits = int(freqs.shape[1]).bit_length() - 1
+    words, nwords = _encode_streams(packed, np.arange(rows, dtype=np.int64), np.asarray(tsel, np.int64),
+                                    np.zeros(rows, np.int64), 1, bits, freqs, prob_bits, nstreams, packed.reshape(-1))
+    return words.view(np.uint8), nwords
+
+
 def encode_table(freqs, prob_bits) -> np.ndarray:
     """The (4 * T * A,) uint32 encoder table of ``_encoder_table``."""
     f = np.asarray(freqs, np.int64)
@@ -1033,6 +1066,7 @@ def _raise_stream_error(err: int, stream: int) -> None:
 
 def decode(h: Header, blob) -> np.ndarray:
     """Decode a blob whose header ``_container.parse`` validated (the engine interface)."""
+    h = _container.require_model(h)
     buf = np.frombuffer(blob, np.uint8)
     out = np.zeros(h.size, np.float32)                   # zero-mask channels stay +0.0
     if h.num_streams:
@@ -1185,7 +1219,7 @@ def decode_blob(data, max_elements: int) -> np.ndarray:
 
 
 def _slow_decode(data, max_elements):
-    h = _container.parse(data, max_elements)
+    h = _container.with_prior(_container.parse(data, max_elements), None)    # a prior blob: PriorError
     y = decode(h, data)
     return inverse_transform(y, h.tensor_shape, h.block) if h.block else y
 

@@ -183,6 +183,7 @@ def plan_decode(items, *, threads: int = DEFAULT_THREADS, smem_budget: int = SME
     smem = 0
     out_offsets, shapes = [], []
     for idx, (h, blob) in enumerate(items):
+        h = _container.require_model(h)
         n = h.size
         if n > MAX_ELEMENTS_32:
             raise LimitExceededError(f"engine 'cuda' decodes tensors of fewer than 2**31 elements; "
@@ -656,7 +657,7 @@ def decode_batch(items, *, out_dtype=np.float32):
     return decode_items(_backend(), list(items), out_dtype=out_dtype)
 
 
-def encode(x, cfg) -> bytes:
+def encode(x, cfg, prior=None) -> bytes:
     """Encode a device tensor (CuPy array, or anything with ``__dlpack__``; NumPy is copied up)
     on the GPU; the bytes equal every other engine's for the same input and config."""
     backend = _backend()
@@ -669,11 +670,14 @@ def encode(x, cfg) -> bytes:
         else:
             raise InputError(f"encode expects a CuPy/NumPy/DLPack float array, got {type(x).__name__}")
     _encoder.check_input(x)
-    return encode_on(backend, cupy.ascontiguousarray(x), cfg)
+    return encode_on(backend, cupy.ascontiguousarray(x), cfg, prior)
 
 
-def encode_on(backend, x, cfg) -> bytes:
-    """``_encoder.encode_array`` with the tensor kept on the back end: the same steps and policy,
-    the data-parallel ones run by the kernels."""
+def encode_on(backend, x, cfg, prior=None) -> bytes:
+    """``_encoder.encode_array`` (``encode_with_prior`` with a prior) with the tensor kept on the back
+    end: the same steps and policy, the data-parallel ones run by the kernels."""
+    if prior is not None:
+        return _encoder.encode_with_prior(EngineOn(backend), x.astype(np.float32, copy=False), np.dtype(x.dtype),
+                                          cfg, prior, to_host=backend.to_host)
     return _encoder.encode_array(EngineOn(backend), x.astype(np.float32, copy=False), np.dtype(x.dtype), cfg,
                                  to_host=backend.to_host)

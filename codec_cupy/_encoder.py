@@ -23,7 +23,7 @@ from . import _container, _planner, _transform
 from ._quantizer import (QuantParams, clip_range, ecsq_params, frequency_steps, subsample_rows, tensor_scale_zero,
                          transform_params, uniform_params)
 from .config import AUTO, CodecConfig
-from .errors import InputError
+from .errors import ConfigError, InputError
 
 PROB_BITS_FIRST = 12
 PROB_BITS_LAST = 14                   # larger tables cost more than they save here
@@ -122,6 +122,52 @@ def encode_array(engine, x32, dtype: np.dtype, cfg: CodecConfig, to_host=np.asar
                                       (head, shape_field, after_shape, qfirst, zwidth)))
     params = choose_params(engine, xv, cfg, to_host)
     return _encode_view(engine, xv, params, _Frame(dtype, shape, axis, cfg.granularity == "channel"), cfg)
+
+
+def encode_with_prior(engine, x32, dtype: np.dtype, cfg: CodecConfig, prior, to_host=np.asarray) -> bytes:
+    """A version-3 blob (FORMAT.md section 9): the quantizer of ``cfg`` chosen per tensor as always,
+    the symbols coded with the tables of ``prior`` position by position; no model in the blob."""
+    if cfg.transform != "none":
+        raise ConfigError("a prior codes the elements themselves: use transform='none' with a prior")
+    xv, cfg = coded_view(x32, cfg)
+    outer, channels, inner = xv.shape
+    prior.check(cfg.bits, channels, inner)
+    params = choose_params(engine, xv, cfg, to_host)
+    axis = channel_axis(cfg.axis, x32.ndim)
+    fields = _container.frame_fields(dtype, cfg.bits, tuple(x32.shape), axis, cfg.granularity == "channel",
+                                     params.scale, params.zero_point, params.levels, prior_id=prior.id)
+    q = position_symbols(engine, xv, params, cfg.bits)
+    total = channels * inner * outer
+    nstreams = int(_planner.choose_streams(total, prior.cost_q * outer, int(round(cfg.stream_overhead * 1e6)),
+                                           0 if cfg.streams == AUTO else cfg.streams))
+    if nstreams:
+        streams, nwords = engine.rans_encode(q, prior.table_map.astype(np.int64), prior.freqs.astype(np.int64),
+                                             prior.prob_bits, nstreams)
+    else:
+        streams, nwords = np.zeros(0, np.uint8), np.zeros(0, np.int64)
+    return _container.seal(_container.prior_model_bytes(*fields, prior.id, np.asarray(nwords, np.int64)), streams)
+
+
+def coded_view(x32, cfg: CodecConfig) -> tuple:
+    """The (outer, C, inner) view the codec codes ``x32`` as, and ``cfg`` as it applies to that view
+    (without a channel axis, granularity="channel" means one range: per tensor)."""
+    axis = channel_axis(cfg.axis, x32.ndim)
+    if axis is None and cfg.granularity == "channel":
+        cfg = cfg.replace(granularity="tensor")
+    return x32.reshape(view3(tuple(x32.shape), axis)), cfg
+
+
+def position_symbols(engine, xv, params: QuantParams, bits: int):
+    """The symbols of the (outer, C, inner) view in the order of a prior blob (FORMAT.md section 9):
+    (C * inner, outer), position c * inner + i major. That is the channel-major order of the
+    (outer, C * inner, 1) view, so every engine's ``quantize`` computes it, with the per-channel
+    parameters repeated for the ``inner`` positions of their channel."""
+    outer, channels, inner = xv.shape
+    if params.scale is not None and params.scale.shape[0] > 1:
+        params = dataclasses.replace(params, scale=np.repeat(params.scale, inner),
+                                     zero_point=np.repeat(params.zero_point, inner))
+    q, _, _ = engine.quantize(xv.reshape(outer, channels * inner, 1), params, bits)
+    return q
 
 
 @functools.lru_cache(maxsize=256)

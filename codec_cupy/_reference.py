@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._container import Header, RANS_L, STATE_BYTES
+from ._container import Header, RANS_L, STATE_BYTES, require_model
 from ._quantizer import QuantParams
 from ._tablecodec import cumulative
 from .errors import CorruptStreamError, InputError
@@ -105,7 +105,7 @@ def _encode_stream(symbols, tables, freqs, cum, n):
 def decode(h: Header, blob) -> np.ndarray:
     """Decode a blob whose header ``parse`` has validated; returns float32 of ``h.shape``."""
     buf = np.frombuffer(blob, np.uint8)
-    symbols = decode_symbols(h, buf)
+    symbols = decode_symbols(require_model(h), buf)
     return dequantize(h, symbols)
 
 

@@ -8,6 +8,7 @@ import math
 import numpy as np
 
 from . import _container, _encoder, _transform
+from ._prior import Prior
 from .config import CodecConfig
 from .errors import ConfigError, EngineUnavailableError
 
@@ -70,30 +71,46 @@ def _on_gpu(x) -> bool:
     return hasattr(x, "__cuda_array_interface__")
 
 
-def encode(x, config: CodecConfig | None = None, *, engine: str = "auto") -> bytes:
+def encode(x, config: CodecConfig | None = None, *, engine: str = "auto", prior: Prior | None = None) -> bytes:
     """Quantize and entropy-code ``x`` (float32/float16, <= 8 dims) into one self-describing blob.
 
     ``x`` may be a NumPy array or, with ``engine="cuda"`` or "auto", a CuPy array / any CUDA DLPack
     producer: then quantization, statistics and rANS run on the GPU (same bytes).
+    With ``prior`` (``fit_prior``), the symbols are coded with the prior's per-position tables and the
+    blob (format version 3) carries no model: the decoder needs the same prior. The config's
+    quantizer fields apply as always; its entropy-model fields (pack, tables, prob_bits, sparse,
+    search) are the prior's.
     """
     config = CodecConfig() if config is None else config
     if not isinstance(config, CodecConfig):
         raise ConfigError(f"config must be a CodecConfig, got {type(config).__name__}")
+    if prior is not None and not isinstance(prior, Prior):
+        raise ConfigError(f"prior must be a codec_cupy.Prior (fit_prior, Prior.load), got {type(prior).__name__}")
     if engine == "cuda" or (engine == "auto" and _on_gpu(x)):
-        return _cuda().encode(x, config)
+        return _cuda().encode(x, config, prior=prior)
+    if prior is not None:
+        x32, dtype = _encoder.as_float32(x)
+        return _encoder.encode_with_prior(_engine(engine), x32, dtype, config, prior)
     return _encoder.encode(_engine(engine), x, config)
 
 
 def decode(blob, *, engine: str = "auto", device: str = "cpu",
-           max_elements: int = _container.DEFAULT_MAX_ELEMENTS, out_dtype=np.float32):
+           max_elements: int = _container.DEFAULT_MAX_ELEMENTS, out_dtype=np.float32, prior=None):
     """Validate ``blob`` and decode it to an array of the encoded shape.
 
     ``device="cpu"`` returns NumPy float32 (host engines); ``device="cuda"`` decodes and dequantizes
     in one kernel launch and returns a CuPy array of ``out_dtype`` (float32 or float16).
     Raises a ``codec_cupy.errors.DecodeError`` subclass for anything that is not a valid blob; a
     blob announcing more than ``max_elements`` elements is refused before anything is allocated.
+    ``prior``: the ``Prior`` (or a sequence of them, found by id) that blobs coded with a prior need;
+    blobs that carry their own model ignore it.
     """
     data = _as_bytes(blob)
+    if prior is not None or _names_prior(data):
+        (item,) = _parse_items([data], max_elements, prior)
+        if _device(device, engine) == "cuda":
+            return _decode_cuda([item], out_dtype)[0]
+        return _decode_host(_engine(engine), *item)
     if _device(device, engine) == "cuda":
         return _decode_cuda([(_container.parse(data, max_elements), data)], out_dtype)[0]
     host = _engine(engine)
@@ -104,20 +121,46 @@ def decode(blob, *, engine: str = "auto", device: str = "cpu",
 
 
 def decode_batch(blobs, *, engine: str = "auto", device: str = "cuda",
-                 max_elements: int = _container.DEFAULT_MAX_ELEMENTS, out_dtype=np.float32) -> list:
+                 max_elements: int = _container.DEFAULT_MAX_ELEMENTS, out_dtype=np.float32, prior=None) -> list:
     """Decode many blobs (e.g. one per request of a dynamic batch); on CUDA in a single launch."""
-    items = [(_container.parse(d, max_elements), d) for d in map(_as_bytes, blobs)]
+    items = _parse_items(list(map(_as_bytes, blobs)), max_elements, prior)
     if _device(device, engine) == "cuda":
         return _decode_cuda(items, out_dtype)
     host = _engine(engine)
     return [_decode_host(host, h, d) for h, d in items]
 
 
+def _names_prior(data) -> bool:
+    """Whether ``data`` looks like a version-3 blob (``parse`` still validates it)."""
+    return len(data) > 4 and bytes(data[:4]) == _container.MAGIC and data[4] == _container.VERSION_PRIOR
+
+
+def _parse_items(datas, max_elements: int, prior) -> list:
+    """(header, bytes) of each blob, version-3 headers in the position view of their prior."""
+    items = []
+    for data in datas:
+        h = _container.parse(data, max_elements)
+        if h.prior_id is not None:
+            h = _container.with_prior(h, _find_prior(prior, h.prior_id))
+        items.append((h, data))
+    return items
+
+
+def _find_prior(prior, prior_id: int):
+    """``prior`` itself, or the one of a sequence of priors with this id (None if none has it)."""
+    if prior is None or isinstance(prior, Prior):
+        return prior
+    if isinstance(prior, (list, tuple)) and all(isinstance(p, Prior) for p in prior):
+        match = [p for p in prior if p.id == prior_id]
+        return match[0] if match else (prior[0] if prior else None)     # no match: the mismatch error
+    raise ConfigError(f"prior must be a codec_cupy.Prior or a list of them, got {type(prior).__name__}")
+
+
 def _decode_host(host, h, data):
     """A host engine's decode of a parsed blob, with the inverse DCT of a transform blob."""
     y = host.decode(h, data)
     if not h.block:
-        return y
+        return y.reshape(h.output_shape)
     return getattr(host, "inverse_transform", _transform.inverse)(y, h.tensor_shape, h.block)
 
 
@@ -126,7 +169,7 @@ def _decode_cuda(items, out_dtype):
     (in float32; ``out_dtype`` applies to the result)."""
     cuda = _cuda()
     if not any(h.block for h, _ in items):
-        return cuda.decode_batch(items, out_dtype=out_dtype)
+        return [y.reshape(h.output_shape) for (h, _), y in zip(items, cuda.decode_batch(items, out_dtype=out_dtype))]
     ys = cuda.decode_batch(items, out_dtype=np.float32)
     return [cuda.inverse_transform(y, h.tensor_shape, h.block, out_dtype=out_dtype) if h.block
             else y.astype(out_dtype, copy=False) for (h, _), y in zip(items, ys)]
@@ -142,12 +185,17 @@ def _device(device: str, engine: str) -> str:
     return device
 
 
-def inspect(blob, *, max_elements: int = _container.DEFAULT_MAX_ELEMENTS) -> dict:
+def inspect(blob, *, max_elements: int = _container.DEFAULT_MAX_ELEMENTS, prior=None) -> dict:
     """Header fields, sizes and the stream plan of a (validated) blob.
 
     Every field is whole: per-channel (or, with a transform, per-frequency) scales and zero points
-    are listed in channel order, ECSQ levels in symbol order."""
+    are listed in channel order, ECSQ levels in symbol order. A blob coded with a prior shows the
+    prior's id; its tables and precision only where ``prior`` is given."""
     h = _container.parse(_as_bytes(blob), max_elements)
+    model = h
+    if h.prior_id is not None:
+        found = _find_prior(prior, h.prior_id)
+        model = _container.with_prior(h, found) if found is not None else None
     size = math.prod(h.output_shape)
     zero_channels = int(h.zero_mask.sum()) if h.zero_mask is not None else 0
     return {
@@ -162,11 +210,12 @@ def inspect(blob, *, max_elements: int = _container.DEFAULT_MAX_ELEMENTS) -> dic
         "scale": None if h.scale is None else [float(s) for s in h.scale],    # one per channel
         "zero_point": [int(z) for z in h.zero_point],                         # (or frequency)
         "levels": None if h.levels is None else [float(v) for v in h.levels],
+        "prior": None if h.prior_id is None else f"{h.prior_id:#010x}",
         "plan": {
             "pack": h.pack,
             "alphabet": h.alphabet,
-            "prob_bits": h.prob_bits,
-            "tables": h.ntables,
+            "prob_bits": None if model is None else model.prob_bits,
+            "tables": None if model is None else model.ntables,
             "streams": h.num_streams,
             "symbols_per_stream": h.symbols_per_stream,
             "packed_symbols": h.num_packed,

@@ -13,7 +13,9 @@ One tree, so callers can catch as broadly or as narrowly as they need::
         ├── ChecksumError           CRC32C mismatch: the bytes were damaged in transit
         ├── HeaderError             a field is out of range (shape, bits, table sums, offsets, ...)
         │   └── LimitExceededError  valid but larger than this decoder allows (max_elements)
-        └── CorruptStreamError      an rANS stream is inconsistent with its directory
+        ├── CorruptStreamError      an rANS stream is inconsistent with its directory
+        └── PriorError              a prior file is invalid, or a blob needs a prior not given
+            └── PriorMismatchError  the blob names another prior than the one given
 
 A server maps ``DecodeError`` to a 4xx answer (the client sent bad bytes) and anything else to 5xx.
 """
@@ -33,6 +35,8 @@ __all__ = [
     "HeaderError",
     "LimitExceededError",
     "CorruptStreamError",
+    "PriorError",
+    "PriorMismatchError",
 ]
 
 
@@ -85,3 +89,11 @@ class LimitExceededError(HeaderError):
 
 class CorruptStreamError(DecodeError):
     """An entropy-coded stream does not decode consistently with its directory."""
+
+
+class PriorError(DecodeError):
+    """A prior's bytes are invalid, or a blob coded with a prior was decoded without one."""
+
+
+class PriorMismatchError(PriorError):
+    """The blob was coded with another prior (its id differs) than the one given to decode it."""

@@ -3,7 +3,8 @@
     python tests/make_golden.py
 
 Each case stores the input tensor (.npy), the config (.json), the reference engine's blob (.spwc) and
-its decoded output (.out.npy). tests/test_golden.py pins every engine to these bytes.
+its decoded output (.out.npy). A prior case (format version 3) also stores the samples its prior is
+fitted on (.fit.npy) and the prior (.swprior). tests/test_golden.py pins every engine to these bytes.
 """
 
 import json
@@ -36,6 +37,17 @@ def cases():
                                                                       sparse="on")
 
 
+def prior_cases():
+    """Format version 3: (name, fit samples (n, ...), tensor, config, fit_prior keywords)."""
+    rng = np.random.default_rng(20261124)
+    keep = rng.uniform(0.05, 0.9, (1, 6, 3, 4))
+    fit = np.stack([relu_features(rng, (1, 6, 3, 4), ()) * (rng.random((1, 6, 3, 4)) < keep) for _ in range(24)])
+    yield "prior_b2", fit[:20].astype(np.float32), np.concatenate(fit[20:23]).astype(np.float32), \
+        dict(bits=2, streams=3), dict(tables=5, prob_bits=10)
+    yield "prior_b4_channel", fit[:20].astype(np.float32), fit[23].astype(np.float32), \
+        dict(bits=4, granularity="channel"), dict()
+
+
 def main():
     GOLDEN.mkdir(exist_ok=True)
     for name, x, kw in cases():
@@ -45,6 +57,16 @@ def main():
         (GOLDEN / f"{name}.spwc").write_bytes(blob)
         np.save(GOLDEN / f"{name}.out.npy", cc.decode(blob, engine="reference"))
         print(f"{name}: {len(blob)} bytes")
+    for name, fit, x, kw, fit_kw in prior_cases():
+        prior = cc.fit_prior(list(fit), cc.CodecConfig(**kw), **fit_kw)
+        blob = cc.encode(x, cc.CodecConfig(**kw), engine="reference", prior=prior)
+        np.save(GOLDEN / f"{name}.npy", x)
+        np.save(GOLDEN / f"{name}.fit.npy", fit)
+        (GOLDEN / f"{name}.json").write_text(json.dumps({**kw, "fit_prior": fit_kw}, sort_keys=True) + "\n")
+        (GOLDEN / f"{name}.swprior").write_bytes(prior.to_bytes())
+        (GOLDEN / f"{name}.spwc").write_bytes(blob)
+        np.save(GOLDEN / f"{name}.out.npy", cc.decode(blob, engine="reference", prior=prior))
+        print(f"{name}: {len(blob)} bytes, prior {prior.id:#010x} ({len(prior.to_bytes())} bytes)")
 
 
 if __name__ == "__main__":

@@ -250,7 +250,8 @@ def _head(version=2, flags=9, ndim=2, axis=255, shape=(6, 6), block=4, bits=4):
 @pytest.mark.parametrize("body, error", [
     (_head(flags=1), HeaderError),                       # version 2 without the TRANSFORM flag
     (_head(version=1), HeaderError),                     # TRANSFORM is not a version-1 flag
-    (_head(version=3), UnsupportedVersionError),
+    (_head(version=4), UnsupportedVersionError),
+    (_head(version=3), HeaderError),                     # version 3 (a prior) has no TRANSFORM flag
     (_head(block=1), HeaderError),
     (_head(block=17), HeaderError),
     (_head(ndim=1, shape=(6,)), HeaderError),            # maps need two dimensions

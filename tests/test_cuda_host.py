@@ -148,9 +148,9 @@ def bits_of(a: np.ndarray) -> np.ndarray:
     return a.view(np.uint32 if a.dtype == np.float32 else np.uint16)
 
 
-def check_decode(emu, blob, *, f16=True):
+def check_decode(emu, blob, *, f16=True, prior=None):
     """Our decode of ``blob`` equals the reference's, bit for bit (float32 and float16)."""
-    h = _container.parse(blob)
+    h = _container.with_prior(_container.parse(blob), prior)
     ref = _reference.decode(h, blob)
     (y,) = _cuda.decode_items(emu, [(h, blob)])
     assert y.shape == ref.shape and y.dtype == np.float32
@@ -303,14 +303,16 @@ def test_golden_vectors(emu):
         pytest.skip("no golden vectors")
     for path in files:
         blob = path.read_bytes()
-        check_decode(emu, blob)
+        prior_path = path.with_suffix(".swprior")
+        prior = cc.Prior.load(prior_path) if prior_path.exists() else None        # version 3
+        check_decode(emu, blob, prior=prior)
         out = path.with_suffix(".out.npy")
         if out.exists():
-            h = _container.parse(blob)
+            h = _container.with_prior(_container.parse(blob), prior)
             (y,) = _cuda.decode_items(emu, [(h, blob)])
             if h.block:                                     # version 2: the kernel's inverse DCT too
                 y = _cuda.inverse_transform_on(emu, y, h.tensor_shape, h.block)
-            np.testing.assert_array_equal(bits_of(y), bits_of(np.load(out).astype(np.float32)))
+            np.testing.assert_array_equal(bits_of(y.reshape(h.output_shape)), bits_of(np.load(out).astype(np.float32)))
 
 
 # ------------------------------------------------------------------------------------------------
@@ -718,3 +720,44 @@ def test_transform_blobs_through_the_api_cuda_path(emu, monkeypatch):
     np.testing.assert_array_equal(bits_of(cc.decode(blobs[0], device="cuda")), bits_of(cc.decode(blobs[0])))
     cfg = cc.CodecConfig(transform="dct", block=8, step=0.05)
     assert _cuda.encode_on(emu, x, cfg) == blobs[1]
+
+
+@pytest.mark.parametrize("bits", [1, 2, 4, 8])
+@pytest.mark.parametrize("granularity", ["tensor", "channel"])
+def test_prior_blobs_on_the_kernels(emu, bits, granularity):
+    """Version-3 blobs (a shared prior, one table per position): the kernels decode the position
+    view with up to 256 tables to the reference's bits, and the device pipeline writes the
+    reference's bytes, for a batch and through the api's device="cuda" path."""
+    rng = np.random.default_rng(bits + 60)
+    xs = [sparse_features(rng, (1, 12, 5, 7), 0.6) for _ in range(12)]
+    cfg = cc.CodecConfig(bits=bits, granularity=granularity, streams=9)
+    prior = cc.fit_prior(xs[:10], cfg, tables=256 if bits == 1 else 40)
+    x = np.concatenate(xs[10:])
+    blob = cc.encode(x, cfg, engine="reference", prior=prior)
+    h = _container.with_prior(_container.parse(blob), prior)
+    ref = _reference.decode(h, blob)
+    (y,) = _cuda.decode_items(emu, [(h, blob)])
+    np.testing.assert_array_equal(bits_of(y), bits_of(ref))
+    assert _cuda.encode_on(emu, x, cfg, prior) == blob
+    assert _cuda.encode_on(emu, x.astype(np.float16), cfg, prior) == cc.encode(x.astype(np.float16), cfg,
+                                                                                  engine="reference", prior=prior)
+
+
+def test_prior_blobs_through_the_api_cuda_path(emu, monkeypatch):
+    import types
+
+    from codec_cupy import api
+
+    shim = types.SimpleNamespace(
+        decode_batch=lambda items, out_dtype=np.float32: _cuda.decode_items(emu, items, out_dtype=out_dtype))
+    monkeypatch.setattr(api, "_cuda", lambda: shim)
+    rng = np.random.default_rng(61)
+    xs = [sparse_features(rng, (1, 8, 4, 4), 0.5) for _ in range(6)]
+    cfg = cc.CodecConfig(bits=2)
+    prior = cc.fit_prior(xs[:5], cfg)
+    blobs = [cc.encode(xs[5], cfg, prior=prior), cc.encode(xs[5], cfg)]
+    for blob, y in zip(blobs, cc.decode_batch(blobs, device="cuda", prior=prior)):
+        assert y.shape == xs[5].shape
+        np.testing.assert_array_equal(bits_of(y), bits_of(cc.decode(blob, prior=prior)))
+    np.testing.assert_array_equal(bits_of(cc.decode(blobs[0], device="cuda", prior=prior)),
+                                  bits_of(cc.decode(blobs[0], prior=prior)))
