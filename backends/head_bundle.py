@@ -1,7 +1,8 @@
-"""Triton Python backend: hands out ``head.onnx`` (UINT8 bytes) to edge clients.
+"""Triton Python backend: hands out ``head.onnx`` (UINT8 bytes) to edge clients, and the shared
+prior (``prior.swprior``, output ``PRIOR``) where the export fitted one.
 
-An edge client then needs only the server URL and the model name: it fetches the head
-once, checks it against the SHA-256 the ensemble publishes, and caches it.
+An edge client then needs only the server URL and the model name: it fetches the head (and the
+prior) once, checks them against the SHA-256 the ensemble publishes, and caches them.
 """
 
 from __future__ import annotations
@@ -35,8 +36,15 @@ class TritonPythonModel:
         sys.unraisablehook = quiet
         config = json.loads(args["model_config"])
         sha = config.get("parameters", {}).get("sha256", {}).get("string_value")
-        self.head = load_head(os.path.join(os.path.dirname(os.path.abspath(__file__)), "head.onnx"), sha)
+        here = os.path.dirname(os.path.abspath(__file__))
+        self.head = load_head(os.path.join(here, "head.onnx"), sha)
+        prior = os.path.join(here, "prior.swprior")
+        self.prior = np.fromfile(prior, np.uint8) if os.path.exists(prior) else None
 
     def execute(self, requests):
-        return [pb_utils.InferenceResponse([pb_utils.Tensor.from_dlpack("HEAD_ONNX", self.head.copy())])
-                for _ in requests]
+        def outputs():
+            out = [pb_utils.Tensor.from_dlpack("HEAD_ONNX", self.head.copy())]
+            if self.prior is not None:
+                out.append(pb_utils.Tensor.from_dlpack("PRIOR", self.prior.copy()))
+            return out
+        return [pb_utils.InferenceResponse(outputs()) for _ in requests]

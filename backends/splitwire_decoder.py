@@ -45,9 +45,11 @@ _REASONS = (
     (cerr.ChecksumError, "checksum", "resend the blob"),
     (cerr.LimitExceededError, "too_large", "send fewer items per request"),
     (cerr.BadMagicError, "not_a_blob", "send the bytes codec_cupy.encode() returned"),
-    (cerr.UnsupportedVersionError, "version", "encode with a codec_cupy release that writes format 1"),
+    (cerr.UnsupportedVersionError, "version", "encode with a codec_cupy release that writes formats 1-3"),
     (cerr.HeaderError, "header", "send the bytes codec_cupy.encode() returned"),
     (cerr.CorruptStreamError, "corrupt", "resend the blob"),
+    (cerr.PriorError, "prior", "encode with the prior this model publishes (SplitClient fetches it), or "
+                               "without a prior"),
     (cerr.DecodeError, "invalid", "send the bytes codec_cupy.encode() returned"),
 )
 
@@ -82,9 +84,10 @@ class Limits:
                    int(get("max_payload_bytes")))
 
 
-def decode_payload(blob: np.ndarray, limits: Limits, *, engine: str = "auto", device: str = "cpu"):
+def decode_payload(blob: np.ndarray, limits: Limits, *, engine: str = "auto", device: str = "cpu", prior=None):
     """Validate and decode one payload; a NumPy (or, on ``device="cuda"``, CuPy) float32 array.
 
+    ``prior``: the model's shared ``codec_cupy.Prior``, for blobs coded with it (format version 3).
     Raises ``PayloadError`` for anything the client sent wrong.
     """
     if blob.dtype != np.uint8 or blob.ndim != 1:
@@ -103,7 +106,7 @@ def decode_payload(blob: np.ndarray, limits: Limits, *, engine: str = "auto", de
             raise PayloadError("raw", f"raw frame rejected: {e}") from None
     else:
         try:
-            y = _codec_decode(buf, limits.max_elements, engine, device)
+            y = _codec_decode(buf, limits.max_elements, engine, device, prior)
         except cerr.DecodeError as e:
             for kind, reason, hint in _REASONS:
                 if isinstance(e, kind):
@@ -117,14 +120,24 @@ def decode_payload(blob: np.ndarray, limits: Limits, *, engine: str = "auto", de
     return y
 
 
-def _codec_decode(buf: np.ndarray, max_elements: int, engine: str, device: str):
+def _codec_decode(buf: np.ndarray, max_elements: int, engine: str, device: str, prior=None):
+    kw = {"prior": prior} if prior is not None else {}
     if device == "cuda":
         if _HAS_DEVICE_ARG:
-            return cc.decode(buf, device="cuda", max_elements=max_elements)  # CuPy array, stays on the GPU
+            return cc.decode(buf, device="cuda", max_elements=max_elements, **kw)  # CuPy, stays on the GPU
         # A codec_cupy without the CUDA engine: decode on the host, upload once.
         import cupy
-        return cupy.asarray(cc.decode(buf, engine=engine, max_elements=max_elements))
-    return cc.decode(buf, engine=engine, max_elements=max_elements)
+        return cupy.asarray(cc.decode(buf, engine=engine, max_elements=max_elements, **kw))
+    return cc.decode(buf, engine=engine, max_elements=max_elements, **kw)
+
+
+PRIOR_FILE = "prior.swprior"
+
+
+def load_prior(directory: str):
+    """The shared prior next to model.py (``splitwire export --prior``), or None."""
+    path = os.path.join(directory, PRIOR_FILE)
+    return cc.Prior.load(path) if os.path.exists(path) else None
 
 
 _HAS_DEVICE_ARG = "device" in inspect.signature(cc.decode).parameters
@@ -179,10 +192,16 @@ class TritonPythonModel:
             except ImportError:
                 pass  # no CuPy in this environment: decode with the CPU engine
         self.metrics = _Metrics(args["model_name"])
+        self.prior = load_prior(os.path.dirname(os.path.abspath(__file__)))
         # Compile the Numba kernels now, not on the first client's request.
         warm = np.zeros((1, *self.limits.feature_shape), np.float32)
         decode_payload(np.frombuffer(cc.encode(warm, cc.CodecConfig(bits=8)), np.uint8),
                        self.limits, engine=self.engine, device=self.device)
+        if self.prior is not None:
+            axis = int(config.get("parameters", {}).get("codec_axis", {}).get("string_value", "1"))
+            blob = cc.encode(warm, cc.CodecConfig(bits=self.prior.bits, axis=axis), prior=self.prior)
+            decode_payload(np.frombuffer(blob, np.uint8), self.limits, engine=self.engine, device=self.device,
+                           prior=self.prior)
 
     def execute(self, requests):
         responses = []
@@ -192,7 +211,7 @@ class TritonPythonModel:
                 self.metrics.requests.increment(1)
                 self.metrics.bytes.increment(int(blob.size))
                 t0 = time.perf_counter()
-                y = decode_payload(blob, self.limits, engine=self.engine, device=self.device)
+                y = decode_payload(blob, self.limits, engine=self.engine, device=self.device, prior=self.prior)
                 self.metrics.seconds.increment(time.perf_counter() - t0)
                 self.metrics.elements.increment(int(y.size))
                 responses.append(pb_utils.InferenceResponse([pb_utils.Tensor.from_dlpack("FEATURES", y)]))

@@ -1,4 +1,4 @@
-"""How much richer entropy models could save on real split features (a measurement, not a codec).
+"""How much richer entropy models save on real split features: estimates, and splitwire's shared prior.
 
     python bench/context_gain.py [--limit 1000] [--json PATH] [--quick]
 
@@ -16,6 +16,9 @@ spends today:
 * ``prior/elem``: cross-entropy of the test half under a static per-element (channel x position)
   model estimated on the other half (add-1/2 counts): what a calibrated prior shared by the edge and
   the server would reach with no table in the header at all.
+* ``prior blob``: splitwire's measured blobs with a shared prior (``codec_cupy.fit_prior`` with its
+  defaults, format version 3) fitted on one half of the samples and used on the other, both ways:
+  header, quantizer and CRC included, the prior itself (held by both ends) not.
 
 Symbols are the codec's own: each sample is encoded with the listed config, decoded, and mapped back
 with the blob's scale and zero point (exact for the uniform quantizer). Features come from the
@@ -134,27 +137,35 @@ def measure(model: str, split: str, fields: dict, limit: int) -> dict:
     qs = np.stack(qs)
     half = n // 2
     prior = prior_bits(qs[:half], qs[half:]) + prior_bits(qs[half:], qs[:half])
+    prior_blob = 0
+    for fit, coded in ((range(half), range(half, n)), (range(half, n), range(half))):
+        p = cc.fit_prior([feats[i:i + 1] for i in fit], config)
+        prior_blob += sum(len(cc.encode(feats[i:i + 1], config, prior=p)) for i in coded)
     per_elem = lambda bits: bits / (n * elems)  # noqa: E731
     return {"model": model, "split": split, "shape": list(feats.shape[1:]), "samples": n,
             "config": fields, "blob_bpe": 8 * blob_bytes / (n * elems), "h0_bpe": per_elem(h0),
             "h_sig_bpe": per_elem(hsig), "prior_element_bpe": per_elem(prior),
+            "prior_blob_bpe": 8 * prior_blob / (n * elems),
             "seconds": time.time() - t0}
 
 
 def render(rows: list[dict]) -> str:
-    head = ("model / split", "shape", "config", "blob", "H0", "H|sig", "prior/elem", "H|sig/H0", "prior/H0")
+    head = ("model / split", "shape", "config", "blob", "H0", "H|sig", "prior/elem", "prior blob", "H|sig/H0",
+            "prior/H0", "prior blob/blob")
     lines = []
     for r in rows:
         cfg = " ".join(f"{k}={v}" for k, v in r["config"].items())
         lines.append((f"{r['model']} {r['split']}", "x".join(map(str, r["shape"])), cfg,
                       f"{r['blob_bpe']:.3f}", f"{r['h0_bpe']:.3f}", f"{r['h_sig_bpe']:.3f}",
-                      f"{r['prior_element_bpe']:.3f}", f"{r['h_sig_bpe'] / r['h0_bpe']:.3f}",
-                      f"{r['prior_element_bpe'] / r['h0_bpe']:.3f}"))
+                      f"{r['prior_element_bpe']:.3f}", f"{r['prior_blob_bpe']:.3f}",
+                      f"{r['h_sig_bpe'] / r['h0_bpe']:.3f}", f"{r['prior_element_bpe'] / r['h0_bpe']:.3f}",
+                      f"{r['prior_blob_bpe'] / r['blob_bpe']:.3f}"))
     widths = [max(len(h), *(len(l[i]) for l in lines)) for i, h in enumerate(head)]
     fmt = lambda cells: "  ".join(c.ljust(w) if i < 3 else c.rjust(w)  # noqa: E731
                                   for i, (c, w) in enumerate(zip(cells, widths)))
     out = [fmt(head), fmt(["-" * w for w in widths])] + [fmt(l) for l in lines]
-    return "\n".join(out) + "\n(bits per element; blob includes header and CRC, the others count no table)\n"
+    return "\n".join(out) + ("\n(bits per element; blob and prior blob include header and CRC, the estimates "
+                               "count no table)\n")
 
 
 def main(argv: list[str] | None = None) -> int:

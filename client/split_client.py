@@ -7,7 +7,8 @@
 
 Only the URL and the model name are needed: the input shape, preprocessing, codec
 configuration and labels come from the ensemble's config (``parameters["splitwire"]``),
-and the head ONNX from ``<model>_head`` (cached by its SHA-256). No torch here.
+and the head ONNX -- and the shared prior, where the export fitted one -- from ``<model>_head``
+(cached by their SHA-256). No torch here.
 """
 
 from __future__ import annotations
@@ -70,11 +71,15 @@ class SplitClient:
     """One connection to one split model. Not thread-safe: use one per thread.
 
     ``codec`` overrides the model's published codec settings, e.g. ``{"transform": "dct", "step":
-    0.04}`` (any decoder reads any valid blob; the settings only change what this client sends)."""
+    0.04}`` (any decoder reads any valid blob; the settings only change what this client sends).
+    Where the model publishes a shared prior (``splitwire export --prior``), blobs are coded with it
+    (``self.prior``) while the settings keep its bit depth and ``transform="none"``, and where the
+    export's held-out estimate says it pays (``prior=None``, the default); ``prior=True`` uses it
+    regardless, ``prior=False`` sends self-contained blobs."""
 
     def __init__(self, url: str, model: str, *, protocol: str = "http", head: str | Path | None = None,
                  bits: int | None = None, payload: str = "splitwire", threads: int = 0,
-                 timeout_s: float = 60.0, codec: dict | None = None):
+                 timeout_s: float = 60.0, codec: dict | None = None, prior: bool | None = None):
         if protocol not in ("http", "grpc"):
             raise ClientError(f"protocol must be 'http' or 'grpc', got {protocol!r}")
         if payload not in FORMATS:
@@ -107,6 +112,7 @@ class SplitClient:
         self.codec_config = codec_config(cc, settings)
         self.labels = self.meta.get("labels")
         self._head = self._session(Path(head) if head else self._fetch_head(), threads)
+        self.prior = self._fetch_prior(self.meta["prior"]) if self._wants_prior(prior) else None
 
     # -- the head -------------------------------------------------------------------------
     def _fetch_head(self) -> Path:
@@ -126,6 +132,47 @@ class SplitClient:
         tmp.write_bytes(data)
         os.replace(tmp, path)
         return path
+
+    def _wants_prior(self, prior: bool | None) -> bool:
+        published = self.meta.get("prior")
+        if prior is False:
+            return False
+        if not published:
+            if prior:
+                raise ClientError(f"model {self.model!r} publishes no prior (export it with --prior)")
+            return False
+        fits = self.codec_config.transform == "none" and self.codec_config.bits == published["bits"]
+        if prior and not fits:
+            raise ClientError(f"the model's prior codes {published['bits']}-bit symbols without a transform; these "
+                              f"codec settings ({self.codec_config.bits} bits, transform={self.codec_config.transform!r}) "
+                              "cannot use it")
+        held_out = published.get("held_out")
+        return fits and (bool(prior) or held_out is None or held_out["ratio"] < 1)
+
+    def _fetch_prior(self, info: dict):
+        """The model's shared prior (``codec_cupy.Prior``), fetched from the head bundle once and
+        cached by its SHA-256; its id must be the one the ensemble publishes."""
+        path = _cache_dir() / f"{info['sha256']}.swprior"
+        if not path.is_file():
+            req = np.zeros(1, np.uint8)
+            inp = self._tc.InferInput("REQUEST", list(req.shape), "UINT8")
+            inp.set_data_from_numpy(req)
+            out = self._tc.InferRequestedOutput("PRIOR")
+            data = self._client.infer(self.meta["head"]["model"], [inp], outputs=[out]).as_numpy("PRIOR").tobytes()
+            if hashlib.sha256(data).hexdigest() != info["sha256"]:
+                raise ClientError(f"the prior served by {self.meta['head']['model']!r} does not match the SHA-256 "
+                                  "the ensemble publishes; re-export the model")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(f".{os.getpid()}.tmp")
+            tmp.write_bytes(data)
+            os.replace(tmp, path)
+        try:
+            prior = self._cc.Prior.load(path)
+        except self._cc.PriorError as e:
+            raise ClientError(f"cached prior {path} is invalid ({e}); delete it to fetch it again") from None
+        if f"{prior.id:#010x}" != info["id"]:
+            raise ClientError(f"the prior has id {prior.id:#010x}, the ensemble publishes {info['id']}; re-export")
+        return prior
 
     @staticmethod
     def _session(path: Path, threads: int):
@@ -167,7 +214,7 @@ class SplitClient:
 
     def encode(self, features: np.ndarray) -> bytes:
         if self.payload == "splitwire":
-            return self._cc.encode(features, self.codec_config)
+            return self._cc.encode(features, self.codec_config, prior=self.prior)
         if self.payload == "fp16":
             return rawframe.encode(features.astype(np.float16))
         return rawframe.encode(features.astype(np.float32))

@@ -68,6 +68,8 @@ class Header:
     tensor_shape: tuple[int, ...] = ()   # view (P, B*B)/1 and ``tensor_shape`` the decoded tensor's shape
     prior_id: int | None = None      # version 3: the id of the prior that holds the model
     positional: bool = False         # ``with_prior``'s header: ``shape`` is the (outer, C * inner, 1) view
+    prior: object = None             # ... the ``Prior`` it decodes with, and the blob's own header
+    source: "Header | None" = None   # (its quantizer: ``prior_dequantize``)
 
     @property
     def version(self) -> int:
@@ -221,8 +223,9 @@ def require_model(h: Header) -> Header:
 def with_prior(h: Header, prior) -> Header:
     """The header the engines decode a version-3 blob with: the position view (outer, C * inner, 1)
     of FORMAT.md section 9 -- every position a channel with its own table -- carrying ``prior``'s
-    tables, the per-channel parameters repeated for each position of their channel. Raises
-    ``PriorError`` when the prior is missing, ``PriorMismatchError`` when it is not the blob's."""
+    tables, and a quantizer (scale 1, zero point 0) that decodes each symbol to its value, which
+    ``prior_dequantize`` turns into the tensor. Raises ``PriorError`` when the prior is missing,
+    ``PriorMismatchError`` when it is not the blob's."""
     if h.prior_id is None or h.positional:
         return h
     if prior is None:
@@ -236,13 +239,38 @@ def with_prior(h: Header, prior) -> Header:
     if (prior.bits, prior.channels, prior.inner) != (h.bits, channels, inner):
         raise PriorMismatchError(f"the blob ({channels} channels of {inner} elements, {h.bits} bits) does not fit "
                                  f"its prior {prior.id:#010x} ({prior.channels} x {prior.inner}, {prior.bits} bits)")
-    positions = channels * inner
-    scale, zero_point = h.scale, h.zero_point
-    if h.per_channel and channels > 1:
-        scale, zero_point = np.repeat(scale, inner), np.repeat(zero_point, inner)
-    return dataclasses.replace(h, shape=(outer, positions, 1), axis=1, scale=scale, zero_point=zero_point,
-                               prob_bits=prior.prob_bits, table_map=prior.table_map, freqs=prior.freqs,
-                               tensor_shape=h.shape, positional=True)
+    return dataclasses.replace(h, shape=(outer, channels * inner, 1), axis=1, scale=_UNIT_SCALE, zero_point=_NO_ZERO,
+                               levels=None, per_channel=False, prob_bits=prior.prob_bits, table_map=prior.table_map,
+                               freqs=prior.freqs, tensor_shape=h.shape, positional=True, prior=prior, source=h)
+
+
+_UNIT_SCALE = np.ones(1, np.float32)
+_NO_ZERO = np.zeros(1, np.int64)
+
+
+def zero_relative(q, zero_symbols, bits: int, xp=np):
+    """FORMAT.md section 9: the symbol a prior blob codes for symbol ``q`` of a channel whose zero
+    symbol is z, s = (q - z) mod 2**bits. ``q`` is (C, R) (rows: channels), ``zero_symbols`` (C,)."""
+    z = xp.asarray(np.asarray(zero_symbols, np.int16).reshape(-1, 1))
+    return ((q.astype(np.int16) - z) & ((1 << bits) - 1)).astype(np.uint8)
+
+
+def prior_dequantize(h: Header, s, xp=np):
+    """The tensor of a version-3 blob from its decoded symbols: ``s`` holds the symbols' values in
+    the position view of ``h`` (``with_prior``; any numeric dtype, an ``xp`` array); q = (s + z) mod
+    2**bits with z the channel's zero symbol, then section 2's dequantization with the blob's own
+    quantizer, in float32 (round to nearest even, no FMA)."""
+    src = h.source
+    outer, channels, inner = src.outer, src.channels, src.inner
+    z = xp.asarray(np.broadcast_to(src.zero_point, (channels,)).astype(np.int32).reshape(1, channels, 1))
+    q = (s.reshape(outer, channels, inner).astype(np.int32) + z) & ((1 << src.bits) - 1)
+    if src.levels is not None:
+        y = xp.asarray(src.levels.astype(np.float32))[q]
+    else:
+        scale = xp.asarray(np.broadcast_to(src.scale, (channels,)).astype(np.float32).reshape(1, channels, 1))
+        with np.errstate(over="ignore"):        # a valid (huge) scale may overflow to inf, as specified
+            y = (q - z).astype(np.float32) * scale
+    return y.reshape(src.shape)
 
 
 @njit

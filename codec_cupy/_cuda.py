@@ -431,7 +431,10 @@ def decode_items(backend, items, *, out_dtype=np.float32, threads: int = DEFAULT
             what = ", ".join(v for k, v in ERRORS.items() if flags[i] & k)
             where = f"tensor {i} of the batch: " if plan.n_items > 1 else ""
             raise CorruptStreamError(f"{where}an rANS stream is corrupt ({what})")
-    return [out[o:o + math.prod(shape)].reshape(shape) for o, shape in zip(plan.out_offsets, plan.shapes)]
+    ys = [out[o:o + math.prod(shape)].reshape(shape) for o, shape in zip(plan.out_offsets, plan.shapes)]
+    # version 3: the kernel wrote each symbol's value (exact in float16 too); the blob's quantizer here
+    return [_container.prior_dequantize(h, y, xp).astype(out_dtype, copy=False) if h.positional else y
+            for (h, _), y in zip(items, ys)]
 
 
 # ================================================================================================

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import importlib
 import math
 from typing import NamedTuple
 
@@ -158,16 +159,17 @@ def coded_view(x32, cfg: CodecConfig) -> tuple:
 
 
 def position_symbols(engine, xv, params: QuantParams, bits: int):
-    """The symbols of the (outer, C, inner) view in the order of a prior blob (FORMAT.md section 9):
-    (C * inner, outer), position c * inner + i major. That is the channel-major order of the
-    (outer, C * inner, 1) view, so every engine's ``quantize`` computes it, with the per-channel
-    parameters repeated for the ``inner`` positions of their channel."""
+    """The symbols a prior blob codes for the (outer, C, inner) view (FORMAT.md section 9): each
+    quantized symbol relative to its channel's zero symbol, s = (q - z) mod 2**bits, in position-major
+    order (C * inner, outer), from the engine's channel-major (C, outer * inner) symbols (the same
+    array when outer = 1; a transpose, on the engine's device, otherwise)."""
     outer, channels, inner = xv.shape
-    if params.scale is not None and params.scale.shape[0] > 1:
-        params = dataclasses.replace(params, scale=np.repeat(params.scale, inner),
-                                     zero_point=np.repeat(params.zero_point, inner))
-    q, _, _ = engine.quantize(xv.reshape(outer, channels * inner, 1), params, bits)
-    return q
+    q, _, _ = engine.quantize(xv, params, bits)
+    xp = np if isinstance(q, np.ndarray) else importlib.import_module("cupy")
+    q = _container.zero_relative(q, params.zero_symbols(channels), bits, xp)
+    if outer == 1:
+        return q.reshape(channels * inner, 1)
+    return q.reshape(channels, outer, inner).transpose(0, 2, 1).reshape(channels * inner, outer)
 
 
 @functools.lru_cache(maxsize=256)

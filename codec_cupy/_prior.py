@@ -46,6 +46,7 @@ class Prior:
     table_map: np.ndarray            # uint8 (C * inner,): the table of each position, c * inner + i
     freqs: np.ndarray                # uint32 (T, 2**bits), every frequency >= 1
     data: bytes                      # the serialized form (FORMAT.md section 10)
+    cache: dict = dataclasses.field(default_factory=dict, repr=False)   # engines' derived tables
 
     @property
     def id(self) -> int:

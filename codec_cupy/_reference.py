@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._container import Header, RANS_L, STATE_BYTES, require_model
+from ._container import Header, RANS_L, STATE_BYTES, prior_dequantize, require_model
 from ._quantizer import QuantParams
 from ._tablecodec import cumulative
 from .errors import CorruptStreamError, InputError
@@ -106,6 +106,8 @@ def decode(h: Header, blob) -> np.ndarray:
     """Decode a blob whose header ``parse`` has validated; returns float32 of ``h.shape``."""
     buf = np.frombuffer(blob, np.uint8)
     symbols = decode_symbols(require_model(h), buf)
+    if h.positional:                     # version 3: zero-relative symbols, position-major, then the
+        return prior_dequantize(h, symbols.reshape(h.channels, h.outer).T)     # blob's own quantizer
     return dequantize(h, symbols)
 
 

@@ -39,6 +39,7 @@ class ExportResult:
     max_abs_error: float
     models: list[str] = field(default_factory=list)
     codec: dict = field(default_factory=dict)          # the codec settings published to clients
+    prior: dict | None = None                          # the shared prior published, if one was fitted
 
 
 def _onnx_export(module: torch.nn.Module, example: torch.Tensor, path: Path,
@@ -96,10 +97,37 @@ def export_onnx(model: torch.nn.Module, layer: str, workdir: Path, input_shape: 
 def _calibrated_fields(cc, head_path: Path, inputs, input_shape, cfg) -> dict:
     """``pack``, ``tables``, ``prob_bits`` from ``cc.calibrate`` on the head's features of ``inputs``
     (one tensor per input, as a client sends them)."""
-    session = _ort(head_path)
-    feats = [session.run(None, {"input": np.asarray(x, np.float32).reshape(1, *input_shape)})[0] for x in inputs]
-    fixed = cc.calibrate(feats, cfg)
+    fixed = cc.calibrate(_head_features(head_path, inputs, input_shape), cfg)
     return {"pack": fixed.pack, "tables": fixed.tables, "prob_bits": fixed.prob_bits}
+
+
+def _head_features(head_path: Path, inputs, input_shape) -> list[np.ndarray]:
+    """The exported head's output for each input (one tensor per input, as a client sends them)."""
+    session = _ort(head_path)
+    return [session.run(None, {"input": np.asarray(x, np.float32).reshape(1, *input_shape)})[0] for x in inputs]
+
+
+def _fitted_prior(cc, head_path: Path, inputs, input_shape, cfg, tables: int):
+    """``cc.fit_prior`` on the head's features of ``inputs``, and what it saves on inputs it was not
+    fitted on (``held_out``)."""
+    feats = _head_features(head_path, inputs, input_shape)
+    return cc.fit_prior(feats, cfg, tables=tables), held_out(cc, feats, cfg, tables)
+
+
+def held_out(cc, feats, cfg, tables: int) -> dict | None:
+    """Two-fold estimate of a prior's gain: fitted on every other tensor, the bytes of the others'
+    blobs with it and without; None for fewer than two tensors. A prior pays where its counts carry
+    over between tensors (post-ReLU maps with enough samples); with few samples for many positions
+    it can cost more than the blobs' own tables."""
+    if len(feats) < 2:
+        return None
+    folds = (feats[0::2], feats[1::2])
+    with_prior = without = 0
+    for fit, test in ((folds[0], folds[1]), (folds[1], folds[0])):
+        p = cc.fit_prior(fit, cfg, tables=tables)
+        with_prior += sum(len(cc.encode(f, cfg, prior=p)) for f in test)
+        without += sum(len(cc.encode(f, cfg)) for f in test)
+    return {"bytes_with_prior": with_prior, "bytes_without": without, "ratio": round(with_prior / without, 4)}
 
 
 def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: str,
@@ -109,7 +137,8 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
                  preprocess: dict | None = None, labels: list[str] | None = None,
                  tail_backend: str = "python", device: str = "cpu", max_batch: int = 16,
                  instances: int = 1, opset: int = 17, channel_axis: int = 1,
-                 calibration: list[np.ndarray] | None = None) -> ExportResult:
+                 calibration: list[np.ndarray] | None = None, prior: list[np.ndarray] | None = None,
+                 prior_tables: int = 32) -> ExportResult:
     """Cut ``model`` after module ``layer`` and write a Triton repository into ``out``.
 
     ``tail_backend``: ``"onnxruntime"`` (Triton's backend, as in NGC images) or
@@ -121,6 +150,11 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
     features, from the exported head, fix the codec's entropy model once (``codec_cupy.calibrate``);
     the published settings then carry ``pack``, ``tables`` and ``prob_bits`` and clients skip the
     planner's search on every tensor.
+    ``prior``: model inputs likewise; a shared prior (``codec_cupy.fit_prior``, at most
+    ``prior_tables`` tables) is fitted on their features and written next to the decoder and the
+    head bundle: clients fetch it and send blobs that carry no entropy model (format version 3),
+    the decoder reads them with it (and still reads self-contained blobs). Its two-fold held-out
+    gain is published with it (``held_out``); clients use it by default only where that says it pays.
     """
     repository.check_name(name)
     import codec_cupy as cc
@@ -129,6 +163,10 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
                                frequency_weight=frequency_weight, search=search)   # ConfigError now, not on a client
     if calibration is not None and not len(calibration):
         raise cc.ConfigError("calibration needs at least one input")
+    if prior is not None and not len(prior):
+        raise cc.ConfigError("a prior needs at least one input to fit on")
+    if prior is not None and transform != "none":
+        raise cc.ConfigError("a prior models the elements themselves: export it with transform='none'")
     with tempfile.TemporaryDirectory(prefix="splitwire-export-") as tmp:
         head_path, tail_path, point, err, out_shape = export_onnx(
             model, layer, Path(tmp), tuple(input_shape), opset=opset)
@@ -163,9 +201,18 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
         if calibration is not None:
             meta["codec"].update(_calibrated_fields(cc, head_path, calibration, tuple(input_shape),
                                                     codec_cfg.replace(axis=axis)))
+        fitted = None
+        if prior is not None:
+            fitted, gain = _fitted_prior(cc, head_path, prior, tuple(input_shape), codec_cfg.replace(axis=axis),
+                                         prior_tables)
+            data = fitted.to_bytes()
+            meta["prior"] = {"id": f"{fitted.id:#010x}", "sha256": hashlib.sha256(data).hexdigest(),
+                             "bytes": len(data), "bits": fitted.bits, "tables": fitted.ntables,
+                             "inputs": len(prior), "held_out": gain}
         models = repository.write(
             Path(out), name=name, meta=meta, head_onnx=head_path, tail_onnx=tail_path,
-            tail_backend=tail_backend, device=device, max_batch=max_batch, instances=instances)
+            tail_backend=tail_backend, device=device, max_batch=max_batch, instances=instances,
+            prior=None if fitted is None else fitted.to_bytes())
     return ExportResult(name=name, point=point, repository=Path(out),
                         head_onnx=Path(out) / f"{name}_head" / "1" / "head.onnx",
-                        max_abs_error=err, models=models, codec=meta["codec"])
+                        max_abs_error=err, models=models, codec=meta["codec"], prior=meta.get("prior"))

@@ -3,10 +3,11 @@
     <name>          ensemble: BLOB (UINT8 [-1], one codec blob) -> LOGITS (the tail's output)
     <name>_decoder  Python backend: codec blob -> float32 features (CuPy on KIND_GPU, Numba on KIND_CPU)
     <name>_tail     onnxruntime backend (NGC images) or a Python-backend onnxruntime runner
-    <name>_head     Python backend: hands out head.onnx so an edge client needs only URL + name
+    <name>_head     Python backend: hands out head.onnx (and the shared prior, if the export fitted
+                    one) so an edge client needs only URL + name
 
 The ensemble's ``parameters["splitwire"]`` (JSON) tells a client everything it needs:
-input shape, preprocessing, codec config, labels and where to get the head.
+input shape, preprocessing, codec config, labels, where to get the head and which prior to use.
 """
 
 from __future__ import annotations
@@ -19,6 +20,9 @@ from pathlib import Path
 _BACKENDS = Path(__file__).resolve().parent.parent / "backends"
 _RAWFRAME = Path(__file__).resolve().parent.parent / "client" / "rawframe.py"
 _NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")
+
+
+PRIOR_FILE = "prior.swprior"          # a shared prior, next to the decoder's and the head bundle's model.py
 
 
 def check_name(name: str) -> None:
@@ -56,6 +60,7 @@ def decoder_config(name: str, meta: dict, device: str, instances: int, max_paylo
         "max_elements": str(elements),
         "max_payload_bytes": str(max_payload),
         "engine": "auto",
+        "codec_axis": str(meta["codec"]["axis"]),      # the channel axis a shared prior was fitted with
         # Hand GPU tensors to the tail without a host round trip.
         "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
     }
@@ -93,11 +98,12 @@ instance_group [ {{ kind: {_kind(device)} count: {instances} }} ]
 
 
 def head_config(name: str, meta: dict) -> str:
+    prior = ',\n        { name: "PRIOR" data_type: TYPE_UINT8 dims: [ -1 ] }' if meta.get("prior") else ""
     return f"""name: {_q(name + "_head")}
 backend: "python"
 max_batch_size: 0
 input [ {{ name: "REQUEST" data_type: TYPE_UINT8 dims: [ -1 ] }} ]
-output [ {{ name: "HEAD_ONNX" data_type: TYPE_UINT8 dims: [ -1 ] }} ]
+output [ {{ name: "HEAD_ONNX" data_type: TYPE_UINT8 dims: [ -1 ] }}{prior} ]
 instance_group [ {{ kind: KIND_CPU count: 1 }} ]
 {_params({"sha256": meta["head"]["sha256"]})}
 """
@@ -126,8 +132,10 @@ ensemble_scheduling {{
 
 def write(out: Path, *, name: str, meta: dict, head_onnx: Path, tail_onnx: Path,
           tail_backend: str = "python", device: str = "cpu", max_batch: int = 16,
-          instances: int = 1) -> list[str]:
-    """Write (or replace) the four model directories of ``name`` under ``out``."""
+          instances: int = 1, prior: bytes | None = None) -> list[str]:
+    """Write (or replace) the four model directories of ``name`` under ``out``; ``prior`` (a
+    serialized ``codec_cupy.Prior``) goes next to the decoder, which decodes with it, and the head
+    bundle, which hands it to clients with the head."""
     check_name(name)
     elements = max_batch
     for d in meta["feature_shape"]:
@@ -156,6 +164,9 @@ def write(out: Path, *, name: str, meta: dict, head_onnx: Path, tail_onnx: Path,
         shutil.copy(_BACKENDS / "triton_tensors.py", out / f"{name}_tail" / "1" / "triton_tensors.py")
     shutil.copy(head_onnx, out / f"{name}_head" / "1" / "head.onnx")
     shutil.copy(_BACKENDS / "head_bundle.py", out / f"{name}_head" / "1" / "model.py")
+    if prior is not None:
+        for model in (f"{name}_decoder", f"{name}_head"):
+            (out / model / "1" / PRIOR_FILE).write_bytes(prior)
     (out / name / "1" / ".keep").write_text("")  # ensembles need an (empty) version directory
     (out / name / "splitwire.json").write_text(json.dumps(meta, indent=1))
     return list(dirs)

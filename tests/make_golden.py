@@ -46,6 +46,11 @@ def prior_cases():
         dict(bits=2, streams=3), dict(tables=5, prob_bits=10)
     yield "prior_b4_channel", fit[:20].astype(np.float32), fit[23].astype(np.float32), \
         dict(bits=4, granularity="channel"), dict()
+    # signed features: zero points differ from sample to sample and channel to channel, so the
+    # symbols are coded relative to them (FORMAT.md section 9)
+    signed = np.stack([signed_features(rng, (1, 5, 2, 3)) for _ in range(16)])
+    yield "prior_signed_b3_channel", signed[:15], signed[15], dict(bits=3, granularity="channel"), dict(tables=6)
+    yield "prior_signed_b2_ecsq", signed[:15], signed[15], dict(bits=2, quantizer="ecsq"), dict(prob_bits=9)
 
 
 def main():

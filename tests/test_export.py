@@ -1,5 +1,6 @@
 """Splitting, ONNX export with the numeric check, and repository generation (no server)."""
 
+import hashlib
 import json
 
 import numpy as np
@@ -232,17 +233,22 @@ def test_calibrated_export_publishes_the_fixed_entropy_model(tiny, tmp_path):
         export_split(tiny.module, "layer2", tmp_path, name="bad", input_shape=tiny.input_shape, search="best")
 
 
+def _image_folder(path, count: int, seed: int):
+    """``count`` random 80 x 96 RGB PNGs in a new folder ``path``."""
+    from PIL import Image
+
+    path.mkdir()
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(path / f"im{i}.png")
+    return path
+
+
 def test_cli_export_calibrates_on_a_folder_of_images(tmp_path):
     import subprocess
     import sys
 
-    from PIL import Image
-
-    images = tmp_path / "images"
-    images.mkdir()
-    rng = np.random.default_rng(1)
-    for i in range(2):
-        Image.fromarray(rng.integers(0, 256, (80, 96, 3), dtype=np.uint8)).save(images / f"im{i}.png")
+    images = _image_folder(tmp_path / "images", 2, seed=1)
     (images / "notes.txt").write_text("not an image")
     out = tmp_path / "repo"
     r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
@@ -260,3 +266,52 @@ def test_cli_export_calibrates_on_a_folder_of_images(tmp_path):
                         "--out", str(out), "--name", "tr3", "--calibrate", str(images / "notes.txt")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "--calibrate" in r.stderr and "notes.txt" in r.stderr and not (out / "tr3").exists()
+
+
+def test_export_with_a_prior_places_it_beside_the_decoder_and_the_head(tiny, tmp_path):
+    import onnxruntime as ort
+
+    import codec_cupy as cc
+
+    rng = np.random.default_rng(2)
+    inputs = [rng.standard_normal((1, *tiny.input_shape)).astype(np.float32) for _ in range(6)]
+    res = export_split(tiny.module, "layer2", tmp_path, name="pri", input_shape=tiny.input_shape, bits=2,
+                       prior=inputs, prior_tables=8)
+    meta = json.loads((tmp_path / "pri" / "splitwire.json").read_text())
+    assert res.prior == meta["prior"] and meta["prior"]["inputs"] == 6 and meta["prior"]["bits"] == 2
+    session = ort.InferenceSession(str(tmp_path / "pri_head" / "1" / "head.onnx"), providers=["CPUExecutionProvider"])
+    feats = [session.run(None, {"input": x})[0] for x in inputs]
+    want = cc.fit_prior(feats, cc.CodecConfig(bits=2), tables=8)              # the exported head's features
+    for model in ("pri_decoder", "pri_head"):
+        data = (tmp_path / model / "1" / "prior.swprior").read_bytes()
+        assert data == want.to_bytes() and f"{want.id:#010x}" == meta["prior"]["id"]
+    assert hashlib.sha256(data).hexdigest() == meta["prior"]["sha256"] and meta["prior"]["bytes"] == len(data)
+    assert 'name: "PRIOR"' in (tmp_path / "pri_head" / "config.pbtxt").read_text()
+    assert 'key: "codec_axis"' in (tmp_path / "pri_decoder" / "config.pbtxt").read_text()
+    with pytest.raises(cc.ConfigError, match="at least one input"):
+        export_split(tiny.module, "layer2", tmp_path, name="none", input_shape=tiny.input_shape, prior=[])
+    with pytest.raises(cc.ConfigError, match="transform"):
+        export_split(tiny.module, "layer2", tmp_path, name="dct", input_shape=tiny.input_shape, prior=inputs,
+                     transform="dct")
+    assert not (tmp_path / "dct").exists()
+    plain = export_split(tiny.module, "layer2", tmp_path, name="plain", input_shape=tiny.input_shape)
+    assert plain.prior is None and not (tmp_path / "plain_decoder" / "1" / "prior.swprior").exists()
+    assert "PRIOR" not in (tmp_path / "plain_head" / "config.pbtxt").read_text()
+
+
+def test_cli_export_fits_a_prior_on_images(tmp_path):
+    import subprocess
+    import sys
+
+    images = _image_folder(tmp_path / "images", 3, seed=3)
+    out = tmp_path / "repo"
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
+                        "--bits", "2", "--out", str(out), "--name", "tp", "--prior", str(images),
+                        "--prior-tables", "4"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "fitted a shared prior on 3 image(s)" in r.stdout and "held out" in r.stdout
+    assert json.loads((out / "tp" / "splitwire.json").read_text())["prior"]["tables"] <= 4
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
+                        "--out", str(out), "--name", "tp2", "--prior", str(tmp_path / "missing")],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "--prior" in r.stderr and not (out / "tp2").exists()

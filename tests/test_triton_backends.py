@@ -102,3 +102,44 @@ def test_head_bundle_checks_its_digest(tmp_path):
     assert head_bundle.load_head(str(p), hashlib.sha256(b"onnx-bytes").hexdigest()).tobytes() == b"onnx-bytes"
     with pytest.raises(RuntimeError, match="re-run splitwire export"):
         head_bundle.load_head(str(p), "0" * 64)
+
+
+def test_prior_blobs_decode_with_the_models_prior_and_name_a_missing_or_wrong_one(tmp_path):
+    """A decoder holding a shared prior reads prior blobs and self-contained ones; a prior blob it
+    cannot read (no prior here, another prior) is the client's error ("prior"), not a crash."""
+    fit = [_feats(b=1, seed=s) for s in range(10)]
+    cfg = cc.CodecConfig(bits=2)
+    prior = cc.fit_prior(fit, cfg)
+    prior.save(tmp_path / dec.PRIOR_FILE)
+    loaded = dec.load_prior(str(tmp_path))
+    assert loaded.id == prior.id and dec.load_prior(str(tmp_path / "none")) is None
+    x = _feats(b=3, seed=20)
+    blob = np.frombuffer(cc.encode(x, cfg, prior=prior), np.uint8)
+    y = dec.decode_payload(blob, LIMITS, prior=loaded)
+    np.testing.assert_array_equal(y, cc.decode(cc.encode(x, cfg)))
+    np.testing.assert_array_equal(dec.decode_payload(_blob(x), LIMITS, prior=loaded), cc.decode(_blob(x)))
+    reason, msg = _reason(blob)                                                   # this decoder has no prior
+    assert reason == "prior" and f"{prior.id:#010x}" in msg
+    other = cc.fit_prior([_feats(b=1, seed=s) for s in range(30, 33)], cfg)
+    with pytest.raises(dec.PayloadError) as e:
+        dec.decode_payload(blob, LIMITS, prior=other)
+    assert e.value.reason == "prior" and "not with the one given" in str(e.value)
+
+
+def test_head_bundle_hands_out_the_prior(tmp_path, monkeypatch):
+    import json
+    import types
+
+    from backends import head_bundle
+
+    (tmp_path / "head.onnx").write_bytes(b"onnx-bytes")
+    (tmp_path / "prior.swprior").write_bytes(b"prior-bytes")
+    sent = []
+    monkeypatch.setattr(head_bundle, "__file__", str(tmp_path / "model.py"))
+    monkeypatch.setattr(head_bundle, "pb_utils", types.SimpleNamespace(
+        Tensor=types.SimpleNamespace(from_dlpack=lambda name, a: (name, a.tobytes())),
+        InferenceResponse=lambda outputs: sent.append(outputs)))
+    model = head_bundle.TritonPythonModel()
+    model.initialize({"model_config": json.dumps({})})
+    model.execute([object()])
+    assert sent == [[("HEAD_ONNX", b"onnx-bytes"), ("PRIOR", b"prior-bytes")]]

@@ -34,6 +34,7 @@ from splitwire.export import export_split  # noqa: E402
 from splitwire.serve import resolve_ports  # noqa: E402
 
 MODEL = "effnet"
+PRIOR_MODEL = "effnet_prior"          # the same split at 2 bits with a shared prior (fitted on images 10-19)
 
 
 @pytest.fixture(scope="module")
@@ -46,6 +47,10 @@ def repo(spec, tmp_path_factory):
     out = tmp_path_factory.mktemp("model_repository")
     export_split(spec.module, "_blocks.8", out, name=MODEL, input_shape=spec.input_shape, bits=8,
                  preprocess=spec.preprocess, labels=spec.labels, max_batch=8)
+    from client.preprocess import load_image
+    fit = [load_image(path, spec.preprocess) for path, _ in samples.imagenet_samples()[10:]]
+    export_split(spec.module, "_blocks.8", out, name=PRIOR_MODEL, input_shape=spec.input_shape, bits=2,
+                 preprocess=spec.preprocess, labels=spec.labels, max_batch=8, prior=fit)
     return out
 
 
@@ -220,6 +225,44 @@ def test_a_calibrated_client_sends_ordinary_blobs(server, images, head_cache):
             c.calibrate([])
     finally:
         c.close()
+
+
+def test_a_prior_model_takes_blobs_without_tables(server, client, images, head_cache):
+    """``export --prior``: the client fetches the prior with the head and sends version-3 blobs;
+    the decoder reads them (and self-contained ones) to the same features; a blob coded with another
+    prior, or sent to a model without one, is a 400 naming the prior, and the server keeps serving."""
+    from tritonclient.utils import InferenceServerException
+
+    c = SplitClient(server.url, PRIOR_MODEL, prior=True)
+    plain = SplitClient(server.url, PRIOR_MODEL, prior=False)
+    default = SplitClient(server.url, PRIOR_MODEL)
+    try:
+        assert c.prior is not None and plain.prior is None
+        assert f"{c.prior.id:#010x}" == c.meta["prior"]["id"]
+        # Lite0's signed 112 x 14 x 14 maps, 10 images to fit on: the export measured that the prior
+        # does not pay here, and a default client leaves it alone
+        held_out = c.meta["prior"]["held_out"]
+        assert held_out["bytes_with_prior"] > 0 and (default.prior is None) == (held_out["ratio"] >= 1)
+        for name, x, _ in images[:4]:
+            f = c.head(x)
+            blob, own = c.encode(f), plain.encode(f)
+            assert cc.inspect(blob)["prior"] == c.meta["prior"]["id"] and cc.inspect(own)["prior"] is None
+            np.testing.assert_array_equal(cc.decode(blob, prior=c.prior), cc.decode(own))
+            np.testing.assert_array_equal(c.send(blob), plain.send(own))
+        other = cc.fit_prior([c.head(x) for _, x, _ in images[:3]], c.codec_config)
+        stranger = cc.encode(c.head(images[0][1]), c.codec_config, prior=other)
+        for target in (c, client):
+            with pytest.raises(InferenceServerException, match="prior"):
+                target.send(stranger)
+        assert int(c.infer(images[0][1]).argmax()) == int(plain.infer(images[0][1]).argmax())   # still serving
+        with pytest.raises(ClientError, match="publishes no prior"):
+            SplitClient(server.url, MODEL, prior=True)
+        with pytest.raises(ClientError, match="cannot use it"):
+            SplitClient(server.url, PRIOR_MODEL, prior=True, bits=4)
+    finally:
+        c.close()
+        plain.close()
+        default.close()
 
 
 @pytest.mark.parametrize("payload", ["raw", "fp16"])
