@@ -581,11 +581,79 @@ H_INVALID = 1
 
 # indices into the int64 ``info`` array ``parse_fields`` returns
 # (for a TRANSFORM blob, I_SIZE / I_CHANNELS / I_OUTER / I_INNER describe the coded (P, B*B) view,
-# ``shape`` the tensor, I_BLOCK its block; I_BLOCK is 0 for version 1)
+# ``shape`` the tensor, I_BLOCK its block; I_BLOCK is 0 for version 1; I_PRIOR is 1 for version 3,
+# I_PRIOR_ID its prior's id, and then there is no model: pack 1, prob_bits and ntables 0)
 I_NDIM, I_SIZE, I_CHANNELS, I_OUTER, I_INNER, I_ROW, I_BITS, I_PACK, I_PROB_BITS, I_NTABLES, \
-    I_NSTREAMS, I_PAYLOAD, I_NUM_PACKED, I_GROUPS, I_PER, I_VSTRIDE, I_CODED, I_BLOCK = range(18)
-INFO_LEN = 18
+    I_NSTREAMS, I_PAYLOAD, I_NUM_PACKED, I_GROUPS, I_PER, I_VSTRIDE, I_CODED, I_BLOCK, I_PRIOR, I_PRIOR_ID = range(20)
+INFO_LEN = 20
 _MIN_BLOCK, _MAX_BLOCK = _transform.MIN_BLOCK, _transform.MAX_BLOCK
+
+
+@njit
+def _directory(buf, pos, body_end, num_packed):
+    """The stream directory (FORMAT.md section 4) at ``pos``, checked against ``num_packed`` symbols and
+    the bytes left: (ok, position after it, S, P, words per stream)."""
+    nwords = np.zeros(0, np.int64)
+    box = np.zeros(1, np.int64)
+    err, pos = tc.read_uvarints(buf, pos, body_end, 1, box)
+    nstreams = box[0]
+    if err != tc.OK or (num_packed == 0) != (nstreams == 0) or nstreams > num_packed:
+        return False, pos, nstreams, np.int64(0), nwords
+    per = np.int64(0)
+    if nstreams:
+        per = (num_packed + nstreams - 1) // nstreams
+        if (nstreams - 1) * per >= num_packed:
+            return False, pos, nstreams, per, nwords
+    if nstreams > body_end - pos:
+        return False, pos, nstreams, per, nwords
+    nwords = np.zeros(nstreams, np.int64)
+    err, pos = tc.read_uvarints(buf, pos, body_end, nstreams, nwords)
+    if err != tc.OK:
+        return False, pos, nstreams, per, nwords
+    payload = np.int64(0)
+    for s in range(nstreams):
+        count = per if s < nstreams - 1 else num_packed - per * (nstreams - 1)
+        if nwords[s] > count:
+            return False, pos, nstreams, per, nwords
+        payload += STATE_BYTES + 2 * nwords[s]
+    return pos + payload == body_end, pos, nstreams, per, nwords
+
+
+@njit
+def _prior_fields(buf, pos, body_end, info, shape, values, vstride, ndim, size, channels, outer, inner, bits):
+    """``parse_fields`` after a version-3 blob's quantizer section: the prior's id, the directory."""
+    zmask = np.zeros(0, np.uint8)
+    tmap = np.zeros(0, np.int64)
+    freqs = np.zeros((0, 0), np.int64)
+    bad = (H_INVALID, info, shape, values, zmask, np.empty(0, np.int64), tmap, freqs, np.zeros(0, np.int64))
+    if pos + 4 > body_end:
+        return bad
+    prior_id = (np.int64(buf[pos]) | (np.int64(buf[pos + 1]) << 8) | (np.int64(buf[pos + 2]) << 16)
+                | (np.int64(buf[pos + 3]) << 24))
+    pos += 4
+    row = outer * inner
+    num_packed = channels * row
+    ok, pos, nstreams, per, nwords = _directory(buf, pos, body_end, num_packed)
+    if not ok:
+        return bad
+    info[I_NDIM] = ndim
+    info[I_SIZE] = size
+    info[I_CHANNELS] = channels
+    info[I_OUTER] = outer
+    info[I_INNER] = inner
+    info[I_ROW] = row
+    info[I_BITS] = bits
+    info[I_PACK] = 1
+    info[I_NSTREAMS] = nstreams
+    info[I_PAYLOAD] = pos
+    info[I_NUM_PACKED] = num_packed
+    info[I_GROUPS] = row
+    info[I_PER] = per
+    info[I_VSTRIDE] = vstride
+    info[I_CODED] = channels
+    info[I_PRIOR] = 1
+    info[I_PRIOR_ID] = prior_id
+    return H_OK, info, shape, values, zmask, np.arange(channels), tmap, freqs, nwords
 
 
 @njit
@@ -626,7 +694,9 @@ def parse_fields(buf, body_end, max_elements):
 
     Returns (status, info int64[INFO_LEN], shape int64[8], values float32 (rows * 2**bits,),
     zero_mask uint8 (C,), coded int64 (Cc,), table_map int64 (C,), freqs int64 (T, A), nwords int64 (S,)).
-    ``values[r * 2**bits + q]`` is what symbol q decodes to with value row r = c if per-channel else 0.
+    ``values[r * 2**bits + q]`` is what symbol q decodes to with value row r = c if per-channel else 0;
+    for a version-3 blob, what the zero-relative symbol q decodes to (FORMAT.md section 9), and the
+    model arrays are empty.
     """
     info = np.zeros(INFO_LEN, np.int64)
     shape = np.zeros(MAX_NDIM, np.int64)
@@ -647,10 +717,13 @@ def parse_fields(buf, body_end, max_elements):
     axis = np.int64(buf[9])
     pos = 10
     transform = buf[4] == VERSION_TRANSFORM
+    prior = buf[4] == VERSION_PRIOR
     known = (KNOWN_FLAGS | FLAG_TRANSFORM) if transform else KNOWN_FLAGS
+    if prior:
+        known = FLAG_PER_CHANNEL | FLAG_ECSQ | FLAG_PRIOR
     if flags & ~known or dtype_code > 1 or bits < 1 or bits > 8 or ndim > MAX_NDIM:
         return bad
-    if transform and not flags & FLAG_TRANSFORM:
+    if (transform and not flags & FLAG_TRANSFORM) or (prior and not flags & FLAG_PRIOR):
         return bad
     if axis != NO_AXIS and axis >= ndim:
         return bad
@@ -722,10 +795,16 @@ def parse_fields(buf, body_end, max_elements):
             return bad
         levels = _f32_at(buf, pos, nq, 4)
         pos += 4 * nq
+        zero_symbol = -1
         for q in range(nq):
             if not np.isfinite(levels[q]):
                 return bad
+            if zero_symbol < 0 and levels[q] == 0.0:
+                zero_symbol = q
         values = levels.copy()
+        if prior:                                     # zero-relative symbols: s -> level[(s + z) mod 2**b]
+            for q in range(nq):
+                values[q] = levels[(q + max(zero_symbol, 0)) & qmax]
         vstride = 0
     else:
         rows = channels if per_channel else 1
@@ -757,8 +836,12 @@ def parse_fields(buf, body_end, max_elements):
             s = scale[r]
             z = zero[r]
             for q in range(nq):
-                values[r * nq + q] = np.float32(q - z) * s
+                symbol = ((q - z) & qmax) if prior else q     # zero-relative in version 3
+                values[r * nq + symbol] = np.float32(q - z) * s
         vstride = nq if per_channel else 0
+    if prior:
+        return _prior_fields(buf, pos, body_end, info, shape, values, vstride, ndim, size, channels, outer,
+                             inner, bits)
     if pos + 3 > body_end:
         return bad
     pack = np.int64(buf[pos])
@@ -799,33 +882,10 @@ def parse_fields(buf, body_end, max_elements):
     err, pos = tc.read_tables(buf, pos, body_end, ntables, alphabet, prob_bits, freqs)
     if err != tc.OK:
         return bad
-    box = np.zeros(1, np.int64)
-    err, pos = tc.read_uvarints(buf, pos, body_end, 1, box)
-    if err != tc.OK:
-        return bad
-    nstreams = box[0]
     groups = (row + pack - 1) // pack
     num_packed = ncoded * groups
-    if (num_packed == 0) != (nstreams == 0) or nstreams > num_packed:
-        return bad
-    per = np.int64(0)
-    if nstreams:
-        per = (num_packed + nstreams - 1) // nstreams
-        if (nstreams - 1) * per >= num_packed:
-            return bad
-    if nstreams > body_end - pos:
-        return bad
-    nwords = np.zeros(nstreams, np.int64)
-    err, pos = tc.read_uvarints(buf, pos, body_end, nstreams, nwords)
-    if err != tc.OK:
-        return bad
-    payload = np.int64(0)
-    for s in range(nstreams):
-        count = per if s < nstreams - 1 else num_packed - per * (nstreams - 1)
-        if nwords[s] > count:
-            return bad
-        payload += STATE_BYTES + 2 * nwords[s]
-    if pos + payload != body_end:
+    ok, pos, nstreams, per, nwords = _directory(buf, pos, body_end, num_packed)
+    if not ok:
         return bad
     coded = np.empty(ncoded, np.int64)
     j = 0

@@ -13,7 +13,8 @@ import numpy as np
 
 from . import _container, _transform
 from ._container import (H_INVALID, H_OK, I_BITS, I_BLOCK, I_CHANNELS, I_CODED, I_GROUPS, I_INNER, I_NDIM,
-                         I_NUM_PACKED, I_OUTER, I_PACK, I_PAYLOAD, I_PER, I_PROB_BITS, I_ROW, I_SIZE, I_VSTRIDE, MAX_NDIM, RANS_L,
+                         I_NUM_PACKED, I_OUTER, I_PACK, I_PAYLOAD, I_PER, I_PRIOR_ID, I_PROB_BITS, I_ROW, I_SIZE,
+                         I_VSTRIDE, MAX_NDIM, RANS_L,
                          STATE_BYTES, Header, parse_fields)
 from ._crc32c import crc32c
 from ._tablecodec import _bitlen
@@ -997,10 +998,10 @@ def _decode_positional(buf, offsets, per, total, outer, positions, tsel, cum, ha
     return 0, 0
 
 
-def _decode_prior(h: Header, blob) -> np.ndarray:
-    """``decode`` of a version-3 header (``_container.with_prior``); what the decoder derives from
-    the prior (cumulative frequencies, each position's table row and channel) is kept with it."""
-    prior = h.prior
+def _prior_tables(prior):
+    """What the decoder derives from a prior, built once and kept with it: the (T, A + 1) cumulative
+    frequencies (flat), each position's row of them, each position's row of per-channel values, and
+    zeros (rows of shared values)."""
     cached = prior.cache.get("cpu")
     if cached is None:
         alphabet = prior.freqs.shape[1]
@@ -1009,7 +1010,60 @@ def _decode_prior(h: Header, blob) -> np.ndarray:
         tsel = prior.table_map.astype(np.int64) * (alphabet + 1)
         vbase = (np.arange(prior.positions, dtype=np.int64) // prior.inner) << prior.bits
         cached = prior.cache["cpu"] = (cum.ravel(), tsel, vbase, np.zeros(prior.positions, np.int64))
-    cum, tsel, vbase, shared = cached
+    return cached
+
+
+@njit
+def _decode_prior_blob(buf, body_end, max_elements, crc, prior_id, bits, channels, inner, tsel, cum, vbase, shared,
+                       prob_bits):
+    """``_decode_blob`` for a version-3 blob coded with the prior (id, bits, view) given: check magic,
+    version, CRC, validate (``_container.parse_fields``), decode. Returns (status, stream error,
+    stream, out, shape, ndim); a status other than H_OK (also a blob of another prior) means "let
+    ``parse`` and ``with_prior`` raise"."""
+    if (_read_state(buf, 0) != _MAGIC_LE or buf[4] != _container.VERSION_PRIOR
+            or _read_state(buf, body_end) != crc):
+        return H_INVALID, 0, 0, np.empty(0, np.float32), np.zeros(MAX_NDIM, np.int64), 0
+    st, info, shape, values, _, _, _, _, nwords = parse_fields(buf, body_end, max_elements)
+    if (st != H_OK or info[I_PRIOR_ID] != prior_id or info[I_BITS] != bits or info[I_CHANNELS] != channels
+            or info[I_INNER] != inner):
+        return H_INVALID, 0, 0, np.empty(0, np.float32), shape, 0
+    out = np.zeros(info[I_SIZE], np.float32)
+    err, stream = 0, 0
+    if nwords.shape[0]:
+        offsets = np.empty(nwords.shape[0] + 1, np.int64)
+        offsets[0] = info[I_PAYLOAD]
+        for s in range(nwords.shape[0]):
+            offsets[s + 1] = offsets[s] + STATE_BYTES + 2 * nwords[s]
+        err, stream = _decode_positional(buf, offsets, info[I_PER], info[I_NUM_PACKED], info[I_OUTER],
+                                         channels * inner, tsel, cum, np.int64(1) << (bits - 1), prob_bits, values,
+                                         vbase if info[I_VSTRIDE] else shared, out)
+    return H_OK, err, stream, out, shape, info[I_NDIM]
+
+
+def decode_prior_blob(data, max_elements: int, prior):
+    """``decode_blob`` for blobs coded with ``prior`` (format version 3): header and streams in one
+    compiled call. None where the compiled validation refuses the blob (or it names another prior):
+    the caller then takes ``parse`` and ``with_prior``, which raise the typed error."""
+    buf = np.frombuffer(data, np.uint8)
+    n = buf.shape[0]
+    if n < _MIN_BYTES or type(max_elements) is not int or not 0 <= max_elements <= _FAST_MAX_ELEMENTS:
+        return None
+    body_end = n - _container.CRC_BYTES
+    cum, tsel, vbase, shared = _prior_tables(prior)
+    status, err, stream, out, shape, ndim = _decode_prior_blob(
+        buf, body_end, max_elements, crc32c(buf[:body_end]), prior.id, prior.bits, prior.channels, prior.inner,
+        tsel, cum, vbase, shared, prior.prob_bits)
+    if status != H_OK:
+        return None
+    if err:
+        _raise_stream_error(err, stream)
+    return out.reshape(tuple(shape[:ndim].tolist()))
+
+
+def _decode_prior(h: Header, blob) -> np.ndarray:
+    """``decode`` of a version-3 header (``_container.with_prior``)."""
+    prior = h.prior
+    cum, tsel, vbase, shared = _prior_tables(prior)
     src = h.source                 # the blob's quantizer: values of each channel's zero-relative symbols
     channels = prior.channels if src.per_channel else 1
     values = _values(src.levels, src.scale, src.zero_point, channels, src.bits)

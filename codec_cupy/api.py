@@ -102,15 +102,19 @@ def decode(blob, *, engine: str = "auto", device: str = "cpu",
     in one kernel launch and returns a CuPy array of ``out_dtype`` (float32 or float16).
     Raises a ``codec_cupy.errors.DecodeError`` subclass for anything that is not a valid blob; a
     blob announcing more than ``max_elements`` elements is refused before anything is allocated.
-    ``prior``: the ``Prior`` (or a sequence of them, found by id) that blobs coded with a prior need;
+    ``prior``: the ``Prior`` (or a list of them, found by id) that blobs coded with a prior need;
     blobs that carry their own model ignore it.
     """
     data = _as_bytes(blob)
-    if prior is not None or _names_prior(data):
+    if _names_prior(data):                           # version 3; other blobs carry their own model
+        on_gpu = _device(device, engine) == "cuda"
+        fast = None if on_gpu else getattr(_engine(engine), "decode_prior_blob", None)
+        if fast is not None and isinstance(prior, Prior):
+            y = fast(data, max_elements, prior)      # header + streams compiled; None: the slow path says why
+            if y is not None:
+                return y
         (item,) = _parse_items([data], max_elements, prior)
-        if _device(device, engine) == "cuda":
-            return _decode_cuda([item], out_dtype)[0]
-        return _decode_host(_engine(engine), *item)
+        return _decode_cuda([item], out_dtype)[0] if on_gpu else _decode_host(_engine(engine), *item)
     if _device(device, engine) == "cuda":
         return _decode_cuda([(_container.parse(data, max_elements), data)], out_dtype)[0]
     host = _engine(engine)

@@ -94,6 +94,36 @@ def test_compiled_validation_accepts_exactly_what_parse_accepts(seed):
                 _same(y, cc.decode(bad, engine="reference", max_elements=1 << 20))
 
 
+@pytest.mark.parametrize("seed", range(2))
+def test_compiled_validation_of_prior_blobs_accepts_exactly_what_parse_accepts(seed):
+    """Version 3 through the compiled path (``decode_prior_blob``): the same acceptance as ``parse``
+    on mutated blobs, and the same values or the same error as the reference engine."""
+    rng = np.random.default_rng(seed + 10)
+    for cfg in (dict(bits=2, streams=5), dict(bits=3, granularity="channel"), dict(bits=3, quantizer="ecsq")):
+        config = cc.CodecConfig(**cfg)
+        xs = [relu_features(rng, (1, 8, 4, 5)) - 0.3 * seed for _ in range(6)]
+        prior = cc.fit_prior(xs[:5], config)
+        blob = cc.encode(xs[5], config, prior=prior)
+        _same(cc.decode(blob, prior=prior), cc.decode(blob, prior=prior, engine="reference"))
+        for _ in range(150):
+            body = bytearray(blob[:-4])
+            pos = int(rng.integers(5, len(body)))
+            if rng.random() < 0.5:
+                body[pos] ^= 1 << int(rng.integers(8))
+            else:
+                del body[pos:pos + int(rng.integers(1, 4))]
+            bad = reseal(bytes(body))
+            status = _container.parse_fields(np.frombuffer(bad, np.uint8), len(bad) - 4, 1 << 20)[0]
+            assert (status == _container.H_OK) == _accepts(bad), (cfg, bytes(body).hex())
+            try:
+                y = cc.decode(bad, engine="cpu", max_elements=1 << 20, prior=prior)
+            except DecodeError as exc:
+                with pytest.raises(type(exc)):
+                    cc.decode(bad, engine="reference", max_elements=1 << 20, prior=prior)
+            else:
+                _same(y, cc.decode(bad, engine="reference", max_elements=1 << 20, prior=prior))
+
+
 def test_version_byte_swapped_between_formats_is_refused_alike():
     """A version-1 body under version byte 2 (no TRANSFORM flag, no block byte) and a version-2 body
     under byte 1 (TRANSFORM is reserved there): the compiled path refuses both, as ``parse`` does."""

@@ -50,6 +50,9 @@ def test_config_expands_points():
     (_cfg(models=[{"name": "x", "splits": "all"}]), "models[0].splits"),
     (_cfg(models=[{"name": "x", "dataset": "cifar"}]), "models[0].dataset"),
     (_cfg(models=[{"name": "x", "limit": 0}]), "models[0].limit"),
+    (_cfg(codecs=[{"type": "splitwire", "prior": "yes"}]), "splitwire.prior"),
+    (_cfg(codecs=[{"type": "splitwire", "prior": "2fold", "transform": "dct"}]), "without transform"),
+    (_cfg(codecs=[{"type": "splitwire", "prior": "2fold", "prior_tables": 0}]), "prior_tables"),
     (_cfg(models=[{"name": "x", "photos": ["flickr"]}]), "models[0].photos"),
     (_cfg(codecs=[{"type": "bpg"}]), "unknown codec type 'bpg'"),
     (_cfg(codecs=[{"bits": 4}]), "codecs[0]: expected a mapping with a 'type'"),
@@ -212,3 +215,30 @@ def test_quick_sweep_end_to_end(tmp_path):
         assert (md.parent / "results" / f"quick_{m['model']}.png").is_file()
     text = md.read_text()
     assert "# Rate-accuracy results" in text and "Smallest rate within" in text
+
+
+def test_prior_2fold_codes_each_sample_with_the_prior_of_the_other_fold():
+    import codec_cupy as cc
+
+    (point,) = expand_codec_entry({"type": "splitwire", "prior": "2fold", "prior_tables": 8, "bits": 2})
+    assert point["line"] == "splitwire uniform/tensor prior(T=8)"
+    rng = np.random.default_rng(0)
+    keep = rng.uniform(0.05, 0.9, (6, 4, 4))
+    feats = np.stack([np.where(rng.random((6, 4, 4)) < keep, rng.exponential(1, (6, 4, 4)), 0)
+                      for _ in range(20)]).astype(np.float32)
+    codec = make_codec(point, FeatureInfo((1, 6, 4, 4), 1))
+    with pytest.raises(RuntimeError, match="prepare"):
+        codec.for_sample(0)
+    codec.prepare(feats)
+    even, odd = codec.for_sample(0), codec.for_sample(1)
+    assert even is codec.for_sample(4) and odd is codec.for_sample(7) and even.prior.id != odd.prior.id
+    want = cc.fit_prior([feats[i:i + 1] for i in range(1, 20, 2)], cc.CodecConfig(bits=2), tables=8)
+    assert even.prior.id == want.id                                   # fitted on the odd samples only
+    blob = even.encode(feats[:1])
+    assert cc.inspect(blob)["prior"] == f"{want.id:#010x}"
+    np.testing.assert_array_equal(even.decode(blob), cc.decode(cc.encode(feats[:1], cc.CodecConfig(bits=2))))
+    plain = make_codec(expand_codec_entry({"type": "splitwire", "bits": 2})[0], FeatureInfo((1, 6, 4, 4), 1))
+    plain.prepare(feats)
+    assert plain.for_sample(3) is plain
+    with pytest.raises(ValueError, match="two samples"):
+        make_codec(point, FeatureInfo((1, 6, 4, 4), 1)).prepare(feats[:1])

@@ -10,6 +10,10 @@ Registry (``type:`` in the YAML):
 
 * ``splitwire``: codec_cupy (uniform/ECSQ, per tensor/channel, clipping; ``transform: dct`` with ``block``,
   ``frequency_weight`` and ``step``, the step being the sweep axis of its line), one blob per sample.
+  ``prior: 2fold`` codes with a shared prior (``codec_cupy.fit_prior``, ``prior_tables`` tables): the
+  samples are split into two folds (even and odd indices) and each is coded with the prior fitted on
+  the other fold, so no sample is coded with a prior that has seen it; the prior itself, held by both
+  ends, is not counted in the rate.
 * ``float32`` / ``float16``: raw little-endian values.
 * ``int8``: per-tensor min-max to uint8 + 8-byte (min, max) header, then ``zstd`` (level 3) or ``lz4``
   (frame); ``entropy: none`` sends the bytes as they are.
@@ -59,6 +63,13 @@ class Codec:
     def decode(self, blob: bytes) -> np.ndarray:
         raise NotImplementedError
 
+    def prepare(self, features: np.ndarray) -> None:
+        """Called once with every sample of the point (N, ...) before any is coded."""
+
+    def for_sample(self, index: int) -> "Codec":
+        """The codec that codes sample ``index`` (a codec fitted on other samples may differ)."""
+        return self
+
 
 def map_block(height: int, width: int) -> int:
     """``block: map``: the largest DCT block in 2..8 that tiles the maps without padding (14 x 14
@@ -93,16 +104,43 @@ class SplitwireCodec(Codec):
             shape = (shape[0], shape[ch]) + tuple(n for i, n in enumerate(shape) if i not in (0, ch))
         if p.get("block") == "map":
             p["block"] = map_block(*shape[-2:])
+        self._prior_tables = p.pop("prior_tables", 32)
+        self._cross_fit = p.pop("prior", "none") == "2fold"
         self.config = cc.CodecConfig(axis=axis, **p)
+        self.prior = None
+        self._folds: tuple = ()
+
+    def prepare(self, features):
+        if not self._cross_fit:
+            return
+        if len(features) < 2:
+            raise ValueError("prior: 2fold needs at least two samples (one per fold)")
+        import copy
+
+        folds = []
+        for fold in (0, 1):                       # fold f is coded with the prior fitted on the other one
+            other = features[1 - fold::2]
+            coder = copy.copy(self)
+            coder.prior = self._cc.fit_prior([other[i:i + 1] for i in range(len(other))], self.config,
+                                             tables=self._prior_tables)
+            folds.append(coder)
+        self._folds = tuple(folds)
+
+    def for_sample(self, index):
+        if not self._cross_fit:
+            return self
+        if not self._folds:
+            raise RuntimeError("prior: 2fold: prepare() was not called with the samples")
+        return self._folds[index % 2]
 
     def encode(self, x):
         x = np.asarray(x, dtype=np.float32)
         if self._move:
             x = np.moveaxis(x, self.feature.channel_axis, 1)
-        return bytes(self._cc.encode(np.ascontiguousarray(x), self.config))
+        return bytes(self._cc.encode(np.ascontiguousarray(x), self.config, prior=self.prior))
 
     def decode(self, blob):
-        y = np.asarray(self._cc.decode(blob), dtype=np.float32)
+        y = np.asarray(self._cc.decode(blob, prior=self.prior), dtype=np.float32)
         return np.ascontiguousarray(np.moveaxis(y, 1, self.feature.channel_axis)) if self._move else y
 
 
@@ -353,7 +391,7 @@ CODECS: dict[str, type[Codec]] = {c.type: c for c in (
 # type -> (allowed keys, sweep key that varies along a line or None, display name)
 _SCHEMA = {
     "splitwire": ({"bits", "quantizer", "granularity", "clip", "percentile", "ecsq_lambda", "sparse", "transform",
-                   "block", "step", "frequency_weight"}, "bits", "splitwire"),
+                   "block", "step", "frequency_weight", "prior", "prior_tables"}, "bits", "splitwire"),
     "float32": (set(), None, "float32"),
     "float16": (set(), None, "float16"),
     "int8": ({"entropy", "level"}, None, "int8"),
@@ -382,6 +420,8 @@ def _line_name(typ: str, p: dict) -> str:
                 s += f"({p.get('percentile', 99.99):g})"
         if p.get("sparse", "auto") != "auto":
             s += f" sparse={p['sparse']}"
+        if p.get("prior", "none") != "none":
+            s += " prior" + (f"(T={p['prior_tables']})" if "prior_tables" in p else "")
         return s
     if typ == "int8":
         e = p.get("entropy", "zstd")
@@ -428,6 +468,14 @@ def _validate_params(typ: str, p: dict) -> None:
 
         if p.get("block") == "map" and p.get("transform", "none") != "dct":
             raise ValueError("splitwire.block: 'map' (a block per split's map size) needs transform: dct")
+        p = dict(p)
+        prior, tables = p.pop("prior", "none"), p.pop("prior_tables", 32)
+        if prior not in ("none", "2fold"):
+            raise ValueError(f"splitwire.prior: {prior!r} is not one of none, 2fold")
+        if prior != "none" and p.get("transform", "none") != "none":
+            raise ValueError("splitwire.prior: a prior codes the elements themselves; use it without transform")
+        if isinstance(tables, bool) or not isinstance(tables, int) or not 1 <= tables <= 256:
+            raise ValueError(f"splitwire.prior_tables: expected an integer in [1, 256], got {tables!r}")
         try:
             cc.CodecConfig(**{**p, "block": 8} if p.get("block") == "map" else p)
         except (cc.ConfigError, TypeError) as e:

@@ -184,10 +184,11 @@ def _code_range(lo: int, hi: int):
     codec, feats = _WORK["codec"], _WORK["features"]
     sizes, out, enc, dec = [], [], 0.0, 0.0
     for i in range(lo, hi):
+        coder = codec.for_sample(i)
         t0 = time.perf_counter()
-        blob = codec.encode(feats[i:i + 1])
+        blob = coder.encode(feats[i:i + 1])
         t1 = time.perf_counter()
-        out.append(codec.decode(blob))
+        out.append(coder.decode(blob))
         dec += time.perf_counter() - t1
         enc += t1 - t0
         sizes.append(len(blob))
@@ -219,6 +220,7 @@ def _measure(point, feature, sm, base_logits, labels, ref_top1, batch, workers=1
     codec = make_codec(point, feature)
     feats = sm.features
     n = len(feats)
+    codec.prepare(feats)             # e.g. fit the priors of ``prior: 2fold`` (before the workers fork)
     sizes, dec, enc_s, dec_s = _code_all(codec, feats, workers)
     dec = dec.reshape(feats.shape)
     t2 = time.perf_counter()
