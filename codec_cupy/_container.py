@@ -636,24 +636,16 @@ def _prior_fields(buf, pos, body_end, info, shape, values, vstride, ndim, size, 
     ok, pos, nstreams, per, nwords = _directory(buf, pos, body_end, num_packed)
     if not ok:
         return bad
-    info[I_NDIM] = ndim
-    info[I_SIZE] = size
-    info[I_CHANNELS] = channels
-    info[I_OUTER] = outer
-    info[I_INNER] = inner
-    info[I_ROW] = row
-    info[I_BITS] = bits
-    info[I_PACK] = 1
-    info[I_NSTREAMS] = nstreams
-    info[I_PAYLOAD] = pos
-    info[I_NUM_PACKED] = num_packed
-    info[I_GROUPS] = row
-    info[I_PER] = per
-    info[I_VSTRIDE] = vstride
-    info[I_CODED] = channels
-    info[I_PRIOR] = 1
-    info[I_PRIOR_ID] = prior_id
+    _fill_info(info, (ndim, size, channels, outer, inner, row, bits, 1, 0, 0, nstreams, pos, num_packed, row, per,
+                      vstride, channels, 0, 1, prior_id))
     return H_OK, info, shape, values, zmask, np.arange(channels), tmap, freqs, nwords
+
+
+@njit
+def _fill_info(info, fields):
+    """``info`` from the INFO_LEN values in I_* order."""
+    for i in range(INFO_LEN):
+        info[i] = fields[i]
 
 
 @njit
@@ -893,22 +885,6 @@ def parse_fields(buf, body_end, max_elements):
         if zmask[c] == 0:
             coded[j] = c
             j += 1
-    info[I_NDIM] = ndim
-    info[I_SIZE] = size
-    info[I_CHANNELS] = channels
-    info[I_OUTER] = outer
-    info[I_INNER] = inner
-    info[I_ROW] = row
-    info[I_BITS] = bits
-    info[I_PACK] = pack
-    info[I_PROB_BITS] = prob_bits
-    info[I_NTABLES] = ntables
-    info[I_NSTREAMS] = nstreams
-    info[I_PAYLOAD] = pos
-    info[I_NUM_PACKED] = num_packed
-    info[I_GROUPS] = groups
-    info[I_PER] = per
-    info[I_VSTRIDE] = vstride
-    info[I_CODED] = ncoded
-    info[I_BLOCK] = block
+    _fill_info(info, (ndim, size, channels, outer, inner, row, bits, pack, prob_bits, ntables, nstreams, pos,
+                      num_packed, groups, per, vstride, ncoded, block, 0, 0))
     return H_OK, info, shape, values, zmask, coded, tmap, freqs, nwords
