@@ -169,6 +169,16 @@ def _payload_view(h: Header, blob) -> np.ndarray:
     return buf[h.payload_offset:h.total_bytes - _container.CRC_BYTES]
 
 
+def _lut(h: Header) -> tuple[np.ndarray, np.ndarray]:
+    """``build_lut`` of the blob's tables; a prior's (up to 256 tables) are built once and kept with it."""
+    if not h.positional:
+        return build_lut(h.freqs, h.prob_bits)
+    cached = h.prior.cache.get("cuda_lut")
+    if cached is None:
+        cached = h.prior.cache["cuda_lut"] = build_lut(h.freqs, h.prob_bits)
+    return cached
+
+
 def plan_decode(items, *, threads: int = DEFAULT_THREADS, smem_budget: int = SMEM_BUDGET) -> DecodePlan:
     """Lay out one launch that decodes every ``(header, blob)`` of ``items``.
 
@@ -194,7 +204,7 @@ def plan_decode(items, *, threads: int = DEFAULT_THREADS, smem_budget: int = SME
         nstreams, per, npk = h.num_streams, h.symbols_per_stream, h.num_packed
         payload = _payload_view(h, blob)
         slots = h.ntables << h.prob_bits
-        fb, sym = build_lut(h.freqs, h.prob_bits)
+        fb, sym = _lut(h)
         use_smem = 5 * slots <= smem_budget
         w = item_words[idx]
         w[IT["OUT_LO"]], w[IT["OUT_HI"]] = out_pos & 0xFFFFFFFF, out_pos >> 32
