@@ -193,22 +193,26 @@ def seal(model: np.ndarray, streams: np.ndarray) -> bytes:
 _NO_MASK = np.zeros(0, np.uint8)
 
 
-def prior_model_bytes(head, shape, after_shape, qwords, qfirst, zwidth, zero_points, prior_id: int,
-                      nwords) -> np.ndarray:
+@njit
+def prior_model_bytes(head, shape, after_shape, qwords, qfirst, zwidth, zero_points, prior_id, nwords):
     """Everything before the streams of a version-3 blob (FORMAT.md section 9): ``frame_fields``'
-    fields (made with ``prior_id``), the prior's id, the stream directory."""
+    fields (made with ``prior_id``), the prior's id, the stream directory. Compiled, like
+    ``model_bytes``: on small tensors each Python step shows."""
     cap = 64 + 9 * shape.shape[0] + 4 * qwords.shape[0] + zero_points.shape[0] + 9 * (nwords.shape[0] + 1)
     out = np.empty(cap, np.uint8)
-    pos = head.shape[0]
-    out[:pos] = head
+    pos = 0
+    for b in head:
+        out[pos] = b
+        pos += 1
     pos = tc.write_uvarints(shape, out, pos)
     for w in qwords:
         for i in range(qfirst, 4):
-            out[pos] = (int(w) >> (8 * i)) & 0xFF
+            out[pos] = np.uint8((w >> np.uint32(8 * i)) & np.uint32(0xFF))
             pos += 1
     pos = _put_fields(out, pos, zero_points, zwidth)
-    out[pos:pos + 4] = np.frombuffer(int(prior_id).to_bytes(4, "little"), np.uint8)
-    pos += 4
+    for i in range(4):
+        out[pos] = np.uint8((prior_id >> (8 * i)) & 0xFF)
+        pos += 1
     pos = tc.write_uvarints(np.full(1, nwords.shape[0], np.int64), out, pos)
     pos = tc.write_uvarints(nwords, out, pos)
     return out[:pos]
@@ -251,6 +255,8 @@ _NO_ZERO = np.zeros(1, np.int64)
 def zero_relative(q, zero_symbols, bits: int, xp=np):
     """FORMAT.md section 9: the symbol a prior blob codes for symbol ``q`` of a channel whose zero
     symbol is z, s = (q - z) mod 2**bits. ``q`` is (C, R) (rows: channels), ``zero_symbols`` (C,)."""
+    if not np.any(zero_symbols):                      # ReLU features: every zero point is 0
+        return q
     z = xp.asarray(np.asarray(zero_symbols, np.int16).reshape(-1, 1))
     return ((q.astype(np.int16) - z) & ((1 << bits) - 1)).astype(np.uint8)
 

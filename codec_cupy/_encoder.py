@@ -146,7 +146,8 @@ def encode_with_prior(engine, x32, dtype: np.dtype, cfg: CodecConfig, prior, to_
                                              prior.prob_bits, nstreams)
     else:
         streams, nwords = np.zeros(0, np.uint8), np.zeros(0, np.int64)
-    return _container.seal(_container.prior_model_bytes(*fields, prior.id, np.asarray(nwords, np.int64)), streams)
+    return _container.seal(_container.prior_model_bytes(*fields, np.int64(prior.id), np.asarray(nwords, np.int64)),
+                           streams)
 
 
 def coded_view(x32, cfg: CodecConfig) -> tuple:
