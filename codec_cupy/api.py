@@ -136,7 +136,7 @@ def decode_batch(blobs, *, engine: str = "auto", device: str = "cuda",
 
 def _names_prior(data) -> bool:
     """Whether ``data`` looks like a version-3 blob (``parse`` still validates it)."""
-    return len(data) > 4 and bytes(data[:4]) == _container.MAGIC and data[4] == _container.VERSION_PRIOR
+    return len(data) > 4 and data[4] == _container.VERSION_PRIOR and bytes(data[:4]) == _container.MAGIC
 
 
 def _parse_items(datas, max_elements: int, prior) -> list:
