@@ -1395,4 +1395,4 @@ def _slow_decode(data, max_elements):
 
 # The encoder in one compiled call (``_encoder._encode_view``). Last: ``_cpu_encode`` calls this
 # module's kernels; it defines its entries before it imports this module.
-from ._cpu_encode import encode_tensor, encode_view  # noqa: E402, F401
+from ._cpu_encode import encode_prior, encode_tensor, encode_view  # noqa: E402, F401

@@ -45,6 +45,65 @@ def encode_tensor(xv, lo: float, hi: float, bits: int, sparse: str, settings, fr
     return _encode_tensor(xv, lo, hi, bits, _planner.SPARSE_CODES[sparse], *settings, *frame)
 
 
+def encode_prior(xv, params, bits: int, prior, overhead_ppm: int, fixed_streams: int, fields):
+    """Engine entry (``_encoder.encode_with_prior``): a version-3 blob's bytes before the streams and
+    the stream bytes, for the quantizer ``params`` and ``prior``, in one compiled call."""
+    thresholds = _NO_THRESHOLDS if params.thresholds is None else params.thresholds
+    scale = _NO_SCALE if params.scale is None else params.scale
+    tsel, freqs = prior.cache.get("cpu_encode", (None, None))
+    if tsel is None:
+        tsel, freqs = prior.cache["cpu_encode"] = (prior.table_map.astype(np.int64), prior.freqs.astype(np.int64))
+    return _encode_prior(xv, scale, params.zero_point, thresholds, bits, tsel, freqs, prior.prob_bits,
+                         np.int64(prior.cost_q), overhead_ppm, fixed_streams, *fields, np.int64(prior.id))
+
+
+@njit
+def _encode_prior(xv, scale, zero_point, thresholds, bits, tsel, freqs, prob_bits, cost_q, overhead_ppm,
+                  fixed_streams, head, shape, after_shape, qwords, qfirst, zwidth, zero_points, prior_id):
+    """``_encoder.encode_with_prior`` compiled: quantize (the kernels of ``_encode_view``), the
+    zero-relative symbols in position-major order (FORMAT.md section 9), the stream count, rANS with
+    each position's table, the model bytes. Returns (model bytes, stream bytes)."""
+    outer, channels, inner = xv.shape
+    q, _, _, zsym = _quantize(xv, scale, zero_point, thresholds, bits)
+    positions = channels * inner
+    qmask = (1 << bits) - 1
+    symbols = np.empty((positions, outer), np.uint8)
+    for c in range(channels):
+        z = zsym[c]
+        for o in range(outer):
+            for i in range(inner):
+                symbols[c * inner + i, o] = np.uint8((np.int64(q[c, o * inner + i]) - z) & qmask)
+    total = positions * outer
+    nstreams = _planner.choose_streams(total, cost_q * outer, overhead_ppm, fixed_streams)
+    words = np.empty(0, np.uint16)
+    nwords = np.zeros(0, np.int64)
+    if nstreams:
+        words, nwords = _cpu._encode_streams(symbols, np.arange(positions), tsel, np.zeros(positions, np.int64), 1,
+                                             bits, freqs, prob_bits, nstreams, symbols.reshape(total))
+    model = _container.prior_model_bytes(head, shape, after_shape, qwords, qfirst, zwidth, zero_points, prior_id,
+                                         nwords)
+    return model, words.view(np.uint8)
+
+
+@njit(inline="always")
+def _quantize(xv, scale, zero_point, thresholds, bits):
+    """Symbols (C, outer * inner) of the (outer, C, inner) view with ``_cpu``'s kernels (ECSQ where
+    ``thresholds`` is non-empty), per-channel nonzero counts and sums of |q - z|, zero symbols."""
+    outer, channels, inner = xv.shape
+    q = np.empty((channels, outer * inner), np.uint8)
+    nonzero = np.zeros(channels, np.int64)
+    absdev = np.zeros(channels, np.int64)
+    zsym = _per_channel(zero_point, channels, np.empty(channels, np.int64))
+    if thresholds.shape[0] > 0:
+        _cpu._quantize_thresholds(xv, thresholds, zsym[0], q, nonzero, absdev)
+    elif outer == 1 and inner < _cpu.FLAT_QUANTIZE_BELOW and scale.shape[0] == 1:
+        _cpu._quantize_flat(xv, scale[0], zsym[0], (1 << bits) - 1, q, nonzero, absdev)
+    else:
+        scales = _per_channel(scale, channels, np.empty(channels, np.float32))
+        _cpu._quantize_uniform(xv, scales, zsym, (1 << bits) - 1, q, nonzero, absdev)
+    return q, nonzero, absdev, zsym
+
+
 @njit
 def _per_channel(values, channels, out):
     """``_quantizer.per_channel`` into ``out``: (C,) or one per-tensor value broadcast."""
@@ -100,17 +159,7 @@ def _encode_view(xv, scale, zero_point, thresholds, bits, sparse, ks, tables, ta
     (model bytes, stream bytes)."""
     outer, channels, inner = xv.shape
     length = outer * inner
-    q = np.empty((channels, length), np.uint8)
-    nonzero = np.zeros(channels, np.int64)
-    absdev = np.zeros(channels, np.int64)
-    zsym = _per_channel(zero_point, channels, np.empty(channels, np.int64))
-    if thresholds.shape[0] > 0:
-        _cpu._quantize_thresholds(xv, thresholds, zsym[0], q, nonzero, absdev)
-    elif outer == 1 and inner < _cpu.FLAT_QUANTIZE_BELOW and scale.shape[0] == 1:
-        _cpu._quantize_flat(xv, scale[0], zsym[0], (1 << bits) - 1, q, nonzero, absdev)
-    else:
-        scales = _per_channel(scale, channels, np.empty(channels, np.float32))
-        _cpu._quantize_uniform(xv, scales, zsym, (1 << bits) - 1, q, nonzero, absdev)
+    q, nonzero, absdev, zsym = _quantize(xv, scale, zero_point, thresholds, bits)
     zero, coded, use_mask = _planner.zero_channels(nonzero, length, sparse)
     mask = zero.view(np.uint8)
     coding = _code(q, coded, zsym, absdev, bits, ks, tables, tables_auto, first_bits, walk_bits, min_bits,

@@ -133,14 +133,20 @@ def encode_with_prior(engine, x32, dtype: np.dtype, cfg: CodecConfig, prior, to_
     xv, cfg = coded_view(x32, cfg)
     outer, channels, inner = xv.shape
     prior.check(cfg.bits, channels, inner)
-    params = choose_params(engine, xv, cfg, to_host)
+    fused = getattr(engine, "encode_prior", None)
+    if fused is not None and _min_max_only(cfg):      # one flat min/max, as ``encode_array``'s fused path
+        params = _tensor_params(*engine.tensor_range(xv), cfg.bits)
+    else:
+        params = choose_params(engine, xv, cfg, to_host)
     axis = channel_axis(cfg.axis, x32.ndim)
     fields = _container.frame_fields(dtype, cfg.bits, tuple(x32.shape), axis, cfg.granularity == "channel",
                                      params.scale, params.zero_point, params.levels, prior_id=prior.id)
+    overhead, fixed = int(round(cfg.stream_overhead * 1e6)), 0 if cfg.streams == AUTO else cfg.streams
+    if fused is not None:                             # the cpu engine: the steps below in one compiled call
+        return _container.seal(*fused(xv, params, cfg.bits, prior, overhead, fixed, fields))
     q = position_symbols(engine, xv, params, cfg.bits)
     total = channels * inner * outer
-    nstreams = int(_planner.choose_streams(total, prior.cost_q * outer, int(round(cfg.stream_overhead * 1e6)),
-                                           0 if cfg.streams == AUTO else cfg.streams))
+    nstreams = int(_planner.choose_streams(total, prior.cost_q * outer, overhead, fixed))
     if nstreams:
         streams, nwords = engine.rans_encode(q, prior.table_map.astype(np.int64), prior.freqs.astype(np.int64),
                                              prior.prob_bits, nstreams)
