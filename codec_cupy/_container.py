@@ -200,22 +200,11 @@ def prior_model_bytes(head, shape, after_shape, qwords, qfirst, zwidth, zero_poi
     ``model_bytes``: on small tensors each Python step shows."""
     cap = 64 + 9 * shape.shape[0] + 4 * qwords.shape[0] + zero_points.shape[0] + 9 * (nwords.shape[0] + 1)
     out = np.empty(cap, np.uint8)
-    pos = 0
-    for b in head:
-        out[pos] = b
-        pos += 1
-    pos = tc.write_uvarints(shape, out, pos)
-    for w in qwords:
-        for i in range(qfirst, 4):
-            out[pos] = np.uint8((w >> np.uint32(8 * i)) & np.uint32(0xFF))
-            pos += 1
-    pos = _put_fields(out, pos, zero_points, zwidth)
+    pos = _write_frame(out, head, shape, after_shape, qwords, qfirst, zwidth, zero_points)
     for i in range(4):
         out[pos] = np.uint8((prior_id >> (8 * i)) & 0xFF)
         pos += 1
-    pos = tc.write_uvarints(np.full(1, nwords.shape[0], np.int64), out, pos)
-    pos = tc.write_uvarints(nwords, out, pos)
-    return out[:pos]
+    return out[:_write_directory(out, pos, nwords)]
 
 
 def require_model(h: Header) -> Header:
@@ -307,6 +296,21 @@ def _write_model(head, shape, after_shape, qwords, qfirst, zwidth, zero_points, 
     cap = (64 + 9 * shape.shape[0] + 4 * qwords.shape[0] + channels * 2 + tables_bound
            + 9 * (nwords.shape[0] + 1))
     out = np.empty(cap, np.uint8)
+    pos = _write_frame(out, head, shape, after_shape, qwords, qfirst, zwidth, zero_points)
+    for b in model_fields:
+        out[pos] = b
+        pos += 1
+    pos = _put_fields(out, pos, zero_mask, 1)
+    pos = _put_fields(out, pos, table_map, width)
+    pos += tc.write_tables(freqs, out[pos:])
+    return out[:_write_directory(out, pos, nwords)]
+
+
+@njit(inline="always")
+def _write_frame(out, head, shape, after_shape, qwords, qfirst, zwidth, zero_points):
+    """The fields every version starts with, from out[0]: fixed fields, shape, ``after_shape`` (the
+    transform's block byte), quantizer section (bytes ``qfirst``..3 of each little-endian word, then
+    the zero points as ``zwidth``-bit fields). Returns the position after them."""
     pos = 0
     for b in head:
         out[pos] = b
@@ -319,16 +323,14 @@ def _write_model(head, shape, after_shape, qwords, qfirst, zwidth, zero_points, 
         for i in range(qfirst, 4):
             out[pos] = np.uint8((w >> np.uint32(8 * i)) & np.uint32(0xFF))
             pos += 1
-    pos = _put_fields(out, pos, zero_points, zwidth)
-    for b in model_fields:
-        out[pos] = b
-        pos += 1
-    pos = _put_fields(out, pos, zero_mask, 1)
-    pos = _put_fields(out, pos, table_map, width)
-    pos += tc.write_tables(freqs, out[pos:])
+    return _put_fields(out, pos, zero_points, zwidth)
+
+
+@njit(inline="always")
+def _write_directory(out, pos, nwords):
+    """The stream directory (FORMAT.md section 4) at ``pos``; returns the position after it."""
     pos = tc.write_uvarints(np.full(1, nwords.shape[0], np.int64), out, pos)
-    pos = tc.write_uvarints(nwords, out, pos)
-    return out[:pos]
+    return tc.write_uvarints(nwords, out, pos)
 
 
 @njit
