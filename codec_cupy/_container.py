@@ -649,6 +649,22 @@ def _prior_fields(buf, pos, body_end, info, shape, values, vstride, ndim, size, 
     return H_OK, info, shape, values, zmask, np.arange(channels), tmap, freqs, nwords
 
 
+_MAX_VIEW_INNER = np.int64(1) << 40
+
+
+@njit
+def _view_inner(shape, axis, ndim):
+    """The elements per channel of one sample, prod(shape[axis + 1:]), as ``parse`` computes it for an
+    empty tensor (where ``parse_fields`` otherwise takes inner = 0); -1 beyond 2**40, which no prior
+    matches."""
+    inner = np.int64(1)
+    for d in range(axis + 1, ndim):
+        if shape[d] and inner > _MAX_VIEW_INNER // shape[d]:
+            return np.int64(-1)
+        inner *= shape[d]
+    return inner
+
+
 @njit
 def _fill_info(info, fields):
     """``info`` from the INFO_LEN values in I_* order."""
@@ -840,6 +856,8 @@ def parse_fields(buf, body_end, max_elements):
                 values[r * nq + symbol] = np.float32(q - z) * s
         vstride = nq if per_channel else 0
     if prior:
+        if size == 0 and axis != NO_AXIS:              # the prior's view still has its channel's elements
+            inner = _view_inner(shape, axis, ndim)
         return _prior_fields(buf, pos, body_end, info, shape, values, vstride, ndim, size, channels, outer,
                              inner, bits)
     if pos + 3 > body_end:

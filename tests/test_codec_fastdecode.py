@@ -124,6 +124,22 @@ def test_compiled_validation_of_prior_blobs_accepts_exactly_what_parse_accepts(s
                 _same(y, cc.decode(bad, engine="reference", max_elements=1 << 20, prior=prior))
 
 
+@pytest.mark.parametrize("shape", [(3, 6, 4, 5), (1, 6, 4, 5), (0, 6, 4, 5)])
+def test_prior_blobs_take_the_compiled_path(shape):
+    """Every valid prior blob, an empty batch included, decodes in the compiled call: it does not need
+    ``parse`` (which only explains refusals)."""
+    from codec_cupy import _cpu
+
+    rng = np.random.default_rng(3)
+    cfg = cc.CodecConfig(bits=2)
+    prior = cc.fit_prior([relu_features(rng, (1, 6, 4, 5)) for _ in range(4)], cfg)
+    x = relu_features(rng, shape) if shape[0] else np.zeros(shape, np.float32)
+    blob = cc.encode(x, cfg, prior=prior)
+    y = _cpu.decode_prior_blob(blob, 1 << 20, prior)
+    assert y is not None
+    _same(y, cc.decode(blob, engine="reference", prior=prior))
+
+
 def test_version_byte_swapped_between_formats_is_refused_alike():
     """A version-1 body under version byte 2 (no TRANSFORM flag, no block byte) and a version-2 body
     under byte 1 (TRANSFORM is reserved there): the compiled path refuses both, as ``parse`` does."""
