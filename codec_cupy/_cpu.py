@@ -19,7 +19,6 @@ from ._container import (H_INVALID, H_OK, I_BITS, I_BLOCK, I_CHANNELS, I_CODED, 
 from ._crc32c import crc32c
 from ._tablecodec import _bitlen
 from ._jit import HAVE_NUMBA, njit
-from ._quantizer import per_channel
 from .errors import CorruptStreamError, InputError
 
 NAME = "cpu"
@@ -1061,25 +1060,12 @@ def decode_prior_blob(data, max_elements: int, prior):
 
 
 def _decode_prior(h: Header, blob) -> np.ndarray:
-    """``decode`` of a version-3 header (``_container.with_prior``)."""
-    prior = h.prior
-    cum, tsel, vbase, shared = _prior_tables(prior)
-    src = h.source                 # the blob's quantizer: values of each channel's zero-relative symbols
-    channels = prior.channels if src.per_channel else 1
-    values = _values(src.levels, src.scale, src.zero_point, channels, src.bits)
-    rotate = (np.arange(1 << src.bits)[None, :] + np.broadcast_to(src.zero_point, (channels,))[:, None]) \
-        & ((1 << src.bits) - 1)
-    values = np.take_along_axis(values, rotate, axis=1)
-    if not src.per_channel:
-        vbase = shared
-    out = np.zeros(h.size, np.float32)
-    if h.num_streams:
-        err, stream = _decode_positional(np.frombuffer(blob, np.uint8), h.stream_offsets, h.symbols_per_stream,
-                                         h.num_packed, h.outer, h.channels, tsel, cum, 1 << (h.bits - 1),
-                                         prior.prob_bits, np.ascontiguousarray(values).ravel(), vbase, out)
-        if err:
-            _raise_stream_error(err, stream)
-    return out.reshape(h.shape)
+    """``decode`` of a version-3 header (``_container.with_prior``) of a blob ``parse`` validated
+    (its limits enforced): the compiled header check and decode of ``decode_prior_blob``."""
+    y = decode_prior_blob(blob, _FAST_MAX_ELEMENTS, h.prior)
+    if y is None:        # tests/test_codec_fastdecode.py holds the two validations to the same blobs
+        raise RuntimeError("the compiled validation refused a version-3 blob that parse accepted; please report it")
+    return y
 
 
 @njit
@@ -1146,38 +1132,6 @@ def tensor_range(xv: np.ndarray) -> tuple[float, float]:
     return lo, hi
 
 
-def quantize(xv: np.ndarray, p, bits: int):
-    """The engine interface's ``quantize`` (the reference's): symbols (C, R) uint8 in channel-major
-    order, per-channel nonzero counts and sums of |q - z|. The cpu engine's own encoder quantizes
-    inside ``encode_view``; this serves the steps that run outside it (a prior's symbols)."""
-    outer, channels, inner = xv.shape
-    q = np.empty((channels, outer * inner), np.uint8)
-    nonzero = np.zeros(channels, np.int64)
-    absdev = np.zeros(channels, np.int64)
-    zsym = p.zero_symbols(channels)
-    if q.size:
-        if p.thresholds is not None:
-            _quantize_thresholds(xv, np.asarray(p.thresholds, np.float32), zsym[0], q, nonzero, absdev)
-        else:
-            _quantize_uniform(xv, per_channel(p.scale, channels, np.float32), zsym, (1 << bits) - 1, q, nonzero,
-                              absdev)
-    return q, nonzero, absdev
-
-
-def rans_encode(packed, tsel, freqs, prob_bits: int, nstreams: int):
-    """The engine interface's ``rans_encode``: the packed symbols (Cc, G), coded channel j with table
-    ``tsel[j]``, into ``nstreams`` streams: (stream bytes uint8, words per stream int64)."""
-    packed = np.ascontiguousarray(packed, np.uint8)
-    freqs = np.asarray(freqs, np.int64)
-    if nstreams == 0 or packed.size == 0:
-        return np.zeros(0, np.uint8), np.zeros(0, np.int64)
-    rows = packed.shape[0]
-    bits = int(freqs.shape[1]).bit_length() - 1
-    words, nwords = _encode_streams(packed, np.arange(rows, dtype=np.int64), np.asarray(tsel, np.int64),
-                                    np.zeros(rows, np.int64), 1, bits, freqs, prob_bits, nstreams, packed.reshape(-1))
-    return words.view(np.uint8), nwords
-
-
 def encode_table(freqs, prob_bits) -> np.ndarray:
     """The (4 * T * A,) uint32 encoder table of ``_encoder_table``."""
     f = np.asarray(freqs, np.int64)
@@ -1210,15 +1164,12 @@ def _encode_streams(q, coded, tsel, zsym, k, bits, freqs, prob_bits, nstreams, v
 
 def dequant_values(h: Header) -> np.ndarray:
     """(C, 2**bits) float32: what each symbol of each channel decodes to (FORMAT.md section 2)."""
-    return _values(h.levels, h.scale, h.zero_point, h.channels, h.bits)
-
-
-def _values(levels, scale, zero_point, channels: int, bits: int) -> np.ndarray:
-    if levels is not None:
-        return np.ascontiguousarray(np.broadcast_to(levels, (channels, levels.size)))
-    q = np.arange(1 << bits, dtype=np.int64)
-    zero = np.broadcast_to(zero_point, (channels,))[:, None]
-    scale = np.broadcast_to(scale, (channels,))[:, None]
+    channels = h.channels
+    if h.levels is not None:
+        return np.ascontiguousarray(np.broadcast_to(h.levels, (channels, h.levels.size)))
+    q = np.arange(1 << h.bits, dtype=np.int64)
+    zero = np.broadcast_to(h.zero_point, (channels,))[:, None]
+    scale = np.broadcast_to(h.scale, (channels,))[:, None]
     with np.errstate(over="ignore"):            # a valid (huge) scale may overflow to inf, as specified
         return (q[None, :] - zero).astype(np.float32) * scale
 
