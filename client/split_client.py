@@ -73,7 +73,7 @@ class SplitClient:
     ``codec`` overrides the model's published codec settings, e.g. ``{"transform": "dct", "step":
     0.04}`` (any decoder reads any valid blob; the settings only change what this client sends).
     Where the model publishes a shared prior (``splitwire export --prior``), blobs are coded with it
-    (``self.prior``) while the settings keep its bit depth and ``transform="none"``, and where the
+    (``self.prior``) while the settings keep its bit depth, transform and block, and where the
     export's held-out estimate says it pays (``prior=None``, the default); ``prior=True`` uses it
     regardless, ``prior=False`` sends self-contained blobs."""
 
@@ -141,11 +141,14 @@ class SplitClient:
             if prior:
                 raise ClientError(f"model {self.model!r} publishes no prior (export it with --prior)")
             return False
-        fits = self.codec_config.transform == "none" and self.codec_config.bits == published["bits"]
+        cfg = self.codec_config
+        transform, block = published.get("transform", "none"), published.get("block")
+        fits = (cfg.bits == published["bits"] and cfg.transform == transform
+                and (transform == "none" or cfg.block == block))
         if prior and not fits:
-            raise ClientError(f"the model's prior codes {published['bits']}-bit symbols without a transform; these "
-                              f"codec settings ({self.codec_config.bits} bits, transform={self.codec_config.transform!r}) "
-                              "cannot use it")
+            fitted = "without a transform" if transform == "none" else f"of {transform} blocks of {block}"
+            raise ClientError(f"the model's prior codes {published['bits']}-bit symbols {fitted}; these codec "
+                              f"settings ({cfg.bits} bits, transform={cfg.transform!r}, block={cfg.block}) cannot use it")
         held_out = published.get("held_out")
         return fits and (bool(prior) or held_out is None or held_out["ratio"] < 1)
 

@@ -160,11 +160,14 @@ def write(h: Header, streams: np.ndarray) -> bytes:
 
 
 def frame_fields(dtype, bits: int, shape: tuple[int, ...], axis: int | None, per_channel: bool, scale, zero_point,
-                 levels, block: int = 0, tensor_shape: tuple[int, ...] = (), prior_id: int | None = None) -> tuple:
+                 levels, block: int = 0, tensor_shape: tuple[int, ...] = (), prior_id: int | None = None,
+                 predictor: tuple[float, float] = (0.0, 0.0)) -> tuple:
     """The first arguments of ``model_bytes``, from the ``Header`` fields that the coding does not
     decide (an encoder takes them before coding): the fixed fields (``model_bytes`` sets the
     ZERO_MASK flag), the shape, the transform's block byte and the quantizer section (its words,
-    the first byte of each written, the zero point width, the zero points)."""
+    the first byte of each written, the zero point width, the zero points). A version-3 transform
+    blob's compact quantizer section (``dct_scale_section``, from ``predictor`` = (base, weight))
+    follows the block byte, and the words and zero points are empty."""
     flags = ((FLAG_PER_CHANNEL if per_channel else 0) | (FLAG_ECSQ if levels is not None else 0)
              | (FLAG_TRANSFORM if block else 0) | (FLAG_PRIOR if prior_id is not None else 0))
     shape = tensor_shape if block else shape
@@ -172,6 +175,10 @@ def frame_fields(dtype, bits: int, shape: tuple[int, ...], axis: int | None, per
     head = np.array((*MAGIC, version, flags, DTYPE_CODES[np.dtype(dtype)], bits,
                      len(shape), NO_AXIS if axis is None or block else axis), np.uint8)
     after_shape = np.array([block] if block else [], np.uint8)
+    if block and prior_id is not None:
+        section = dct_scale_section(np.asarray(scale, np.float32), *predictor, block)
+        return (head, np.array(shape, np.int64), np.concatenate((after_shape, section)), np.zeros(0, np.uint32), 0,
+                0, np.zeros(0, np.int64))
     if levels is not None:                       # (words, first byte of each written, zero point width)
         quant = (np.asarray(levels, np.float32).view(np.uint32), 0, 0)
     elif per_channel:                            # bf16 scales: the high half of each float32 word
@@ -181,6 +188,50 @@ def frame_fields(dtype, bits: int, shape: tuple[int, ...], axis: int | None, per
     else:
         quant = (np.asarray(scale, np.float32).view(np.uint32), 0, 8)
     return head, np.array(shape, np.int64), after_shape, *quant, np.asarray(zero_point, np.int64)
+
+
+@njit
+def predicted_scales(base, weight, block):
+    """FORMAT.md section 9: the scale a version-3 transform blob predicts for frequency u*B + v,
+    bf16_up(base * (1 + (u + v) * weight)), each operation in float32 (round to nearest even, no
+    FMA); overflow gives inf, which the callers reject. One implementation for the encoder and both
+    header parsers."""
+    b, w = np.float32(base), np.float32(weight)
+    out = np.empty(block * block, np.float32)
+    raw = out.view(np.uint32)
+    for f in range(block * block):
+        out[f] = b * (np.float32(1) + np.float32(f // block + f % block) * w)
+        r = raw[f]
+        if r & np.uint32(0xFFFF):                     # the smallest bf16 >= the value
+            r = (r & np.uint32(0xFFFF0000)) + np.uint32(0x10000)
+        raw[f] = min(r, np.uint32(0x7F800000))
+    return out
+
+
+def dct_scale_section(scale: np.ndarray, base: float, weight: float, block: int) -> np.ndarray:
+    """The compact quantizer section of a version-3 transform blob (FORMAT.md section 9): the
+    predictor (base, weight) as f32, a bit per frequency whose scale differs from the prediction,
+    those scales as bf16. Every scale the encoder chose is reproduced exactly, predicted or not."""
+    if np.any(scale.view(np.uint32) & 0xFFFF):
+        raise ValueError("per-frequency scales must be bf16-representable (low 16 bits zero)")
+    predictor = np.array([base, weight], "<f4")
+    explicit = scale.view(np.uint32) != predicted_scales(*predictor, block).view(np.uint32)
+    mask = np.packbits(explicit.astype(np.uint8), bitorder="little")
+    high = (scale[explicit].view(np.uint32) >> 16).astype("<u2")
+    return np.concatenate((predictor.view(np.uint8), mask, high.view(np.uint8)))
+
+
+def _dct_prior_scales(r: ByteReader, block: int, count: int) -> np.ndarray:
+    """``dct_scale_section`` read back: the (B*B,) float32 scales (validated by the caller)."""
+    base, weight = np.frombuffer(r.take(8, "scale predictor"), "<f4").astype(np.float64)
+    if not (np.isfinite(base) and np.isfinite(weight) and base >= 0 and weight >= 0):
+        raise HeaderError(f"scale predictor (base {base}, weight {weight}) must be finite and >= 0")
+    explicit = unpack_fields(r.take(-(-count // 8), "explicit-scale mask"), count, 1, "explicit-scale mask")
+    explicit = explicit.astype(bool)
+    raw = np.frombuffer(r.take(2 * int(explicit.sum()), "explicit scales"), "<u2")
+    scale = predicted_scales(base, weight, block)
+    scale[explicit] = (raw.astype(np.uint32) << 16).view(np.float32)
+    return scale
 
 
 def seal(model: np.ndarray, streams: np.ndarray) -> bytes:
@@ -198,7 +249,8 @@ def prior_model_bytes(head, shape, after_shape, qwords, qfirst, zwidth, zero_poi
     """Everything before the streams of a version-3 blob (FORMAT.md section 9): ``frame_fields``'
     fields (made with ``prior_id``), the prior's id, the stream directory. Compiled, like
     ``model_bytes``: on small tensors each Python step shows."""
-    cap = 64 + 9 * shape.shape[0] + 4 * qwords.shape[0] + zero_points.shape[0] + 9 * (nwords.shape[0] + 1)
+    cap = (64 + 9 * shape.shape[0] + after_shape.shape[0] + 4 * qwords.shape[0] + zero_points.shape[0]
+           + 9 * (nwords.shape[0] + 1))
     out = np.empty(cap, np.uint8)
     pos = _write_frame(out, head, shape, after_shape, qwords, qfirst, zwidth, zero_points)
     for i in range(4):
@@ -228,13 +280,31 @@ def with_prior(h: Header, prior) -> Header:
     if prior.id != h.prior_id:
         raise PriorMismatchError(f"this blob was coded with the prior {h.prior_id:#010x}, not with the one given "
                                  f"({prior.id:#010x}): load the prior its encoder used")
-    channels, outer, inner = h.channels, h.outer, h.inner
+    outer, channels, inner = prior_view(h)
     if (prior.bits, prior.channels, prior.inner) != (h.bits, channels, inner):
         raise PriorMismatchError(f"the blob ({channels} channels of {inner} elements, {h.bits} bits) does not fit "
                                  f"its prior {prior.id:#010x} ({prior.channels} x {prior.inner}, {prior.bits} bits)")
     return dataclasses.replace(h, shape=(outer, channels * inner, 1), axis=1, scale=_UNIT_SCALE, zero_point=_NO_ZERO,
                                levels=None, per_channel=False, prob_bits=prior.prob_bits, table_map=prior.table_map,
-                               freqs=prior.freqs, tensor_shape=h.shape, positional=True, prior=prior, source=h)
+                               freqs=prior.freqs, tensor_shape=h.tensor_shape if h.block else h.shape,
+                               positional=True, prior=prior, source=h)
+
+
+def prior_view(h: Header) -> tuple[int, int, int]:
+    """(outer, C, inner) of the positions a prior models for the blob of ``h`` (FORMAT.md section 9):
+    the channel view; for a transform blob, samples (the dimensions before the last three) x blocks
+    of one sample x frequencies."""
+    if not h.block:
+        return h.outer, h.channels, h.inner
+    return transform_prior_view(h.tensor_shape, h.block)
+
+
+def transform_prior_view(tensor_shape: tuple[int, ...], block: int) -> tuple[int, int, int]:
+    """``prior_view`` of a transform blob of a tensor of ``tensor_shape``: (samples, blocks per
+    sample, B*B), samples = prod(shape[:-3]); the coded view (P, B*B) holds these positions sample by
+    sample, row-major (section 8's block order)."""
+    _, by, bx = _transform.grid(tensor_shape, block)
+    return math.prod(tensor_shape[:-3]), math.prod(tensor_shape[-3:-2]) * by * bx, block * block
 
 
 _UNIT_SCALE = np.ones(1, np.float32)
@@ -392,7 +462,7 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
     flags = r.u8("flags")
     known = KNOWN_FLAGS | (FLAG_TRANSFORM if version == VERSION_TRANSFORM else 0)
     if version == VERSION_PRIOR:
-        known = FLAG_PER_CHANNEL | FLAG_ECSQ | FLAG_PRIOR
+        known = FLAG_PER_CHANNEL | FLAG_ECSQ | FLAG_PRIOR | FLAG_TRANSFORM
         if not flags & FLAG_PRIOR:
             raise HeaderError("a version-3 blob must set the PRIOR flag")
     if flags & ~known:
@@ -436,7 +506,12 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
         raise HeaderError("PER_CHANNEL flag needs a channel axis and the uniform quantizer")
     qmax = (1 << bits) - 1
     scale = levels = None
-    if ecsq:
+    if transform and version == VERSION_PRIOR:          # the compact per-frequency section (section 9)
+        if bits < 2:
+            raise HeaderError(f"a version-3 TRANSFORM blob needs bits >= 2, got {bits}")
+        scale = _dct_prior_scales(r, block, channels)
+        zero_point = np.full(channels, 1 << (bits - 1), np.int64)
+    elif ecsq:
         levels = np.frombuffer(r.take(4 * (qmax + 1), "ECSQ levels"), "<f4").astype(np.float32)
         if not np.all(np.isfinite(levels)):
             raise HeaderError("ECSQ reconstruction levels must be finite")
@@ -456,7 +531,8 @@ def parse(blob, max_elements: int = DEFAULT_MAX_ELEMENTS) -> Header:
         raise HeaderError(f"zero point above {qmax}, the largest {bits}-bit symbol")
     if version == VERSION_PRIOR:
         return _prior_header(r, arr_end=body_end, buf=buf, dtype=DTYPES[dtype_code], bits=bits, shape=shape,
-                             axis=axis, scale=scale, zero_point=zero_point, levels=levels, per_channel=per_channel)
+                             axis=axis, scale=scale, zero_point=zero_point, levels=levels, per_channel=per_channel,
+                             block=block, tensor_shape=tensor_shape)
     pack = r.u8("pack")
     if pack < 1 or pack * bits > 8:
         raise HeaderError(f"pack={pack} invalid for bits={bits} (need 1 <= pack and pack * bits <= 8)")
@@ -628,8 +704,10 @@ def _directory(buf, pos, body_end, num_packed):
 
 
 @njit
-def _prior_fields(buf, pos, body_end, info, shape, values, vstride, ndim, size, channels, outer, inner, bits):
-    """``parse_fields`` after a version-3 blob's quantizer section: the prior's id, the directory."""
+def _prior_fields(buf, pos, body_end, info, shape, values, vstride, ndim, size, channels, outer, inner, bits, block):
+    """``parse_fields`` after a version-3 blob's quantizer section: the prior's id, the directory.
+    (``channels``, ``outer``, ``inner``: the prior's view; with a transform (``block``) ``size`` is
+    the coded view's and each position's values are its frequency's, p % inner.)"""
     zmask = np.zeros(0, np.uint8)
     tmap = np.zeros(0, np.int64)
     freqs = np.zeros((0, 0), np.int64)
@@ -645,7 +723,7 @@ def _prior_fields(buf, pos, body_end, info, shape, values, vstride, ndim, size, 
     if not ok:
         return bad
     _fill_info(info, (ndim, size, channels, outer, inner, row, bits, 1, 0, 0, nstreams, pos, num_packed, row, per,
-                      vstride, channels, 0, 1, prior_id))
+                      vstride, channels, block, 1, prior_id))
     return H_OK, info, shape, values, zmask, np.arange(channels), tmap, freqs, nwords
 
 
@@ -732,14 +810,17 @@ def parse_fields(buf, body_end, max_elements):
     ndim = np.int64(buf[8])
     axis = np.int64(buf[9])
     pos = 10
-    transform = buf[4] == VERSION_TRANSFORM
+    version2 = buf[4] == VERSION_TRANSFORM
     prior = buf[4] == VERSION_PRIOR
-    known = (KNOWN_FLAGS | FLAG_TRANSFORM) if transform else KNOWN_FLAGS
+    known = (KNOWN_FLAGS | FLAG_TRANSFORM) if version2 else KNOWN_FLAGS
     if prior:
-        known = FLAG_PER_CHANNEL | FLAG_ECSQ | FLAG_PRIOR
+        known = FLAG_PER_CHANNEL | FLAG_ECSQ | FLAG_PRIOR | FLAG_TRANSFORM
     if flags & ~known or dtype_code > 1 or bits < 1 or bits > 8 or ndim > MAX_NDIM:
         return bad
-    if (transform and not flags & FLAG_TRANSFORM) or (prior and not flags & FLAG_PRIOR):
+    if (version2 and not flags & FLAG_TRANSFORM) or (prior and not flags & FLAG_PRIOR):
+        return bad
+    transform = (flags & FLAG_TRANSFORM) != 0                 # version 2, or 3 with a transform
+    if prior and transform and bits < 2:
         return bad
     if axis != NO_AXIS and axis >= ndim:
         return bad
@@ -824,7 +905,32 @@ def parse_fields(buf, body_end, max_elements):
         vstride = 0
     else:
         rows = channels if per_channel else 1
-        if per_channel:
+        if prior and transform:                       # the compact per-frequency section (section 9)
+            if pos + 8 > body_end:
+                return bad
+            predictor = _f32_at(buf, pos, 2, 4)
+            pos += 8
+            for v in predictor:
+                if not (np.isfinite(v) and v >= 0):
+                    return bad
+            mbytes = (channels + 7) // 8
+            explicit = np.empty(channels, np.int64)
+            if pos + mbytes > body_end or not _read_bitfields(buf, pos, channels, 1, explicit):
+                return bad
+            pos += mbytes
+            nexplicit = explicit.sum()
+            if pos + 2 * nexplicit > body_end:
+                return bad
+            stored = _f32_at(buf, pos, nexplicit, 2)
+            pos += 2 * nexplicit
+            scale = predicted_scales(predictor[0], predictor[1], block)
+            j = 0
+            for f in range(channels):
+                if explicit[f]:
+                    scale[f] = stored[j]
+                    j += 1
+            zero = np.full(channels, np.int64(1) << (bits - 1), np.int64)
+        elif per_channel:
             zbytes = (channels * bits + 7) // 8
             if pos + 2 * channels > body_end:
                 return bad
@@ -855,11 +961,19 @@ def parse_fields(buf, body_end, max_elements):
                 symbol = ((q - z) & qmax) if prior else q     # zero-relative in version 3
                 values[r * nq + symbol] = np.float32(q - z) * s
         vstride = nq if per_channel else 0
+    if prior and transform:                            # positions: a sample's blocks x frequencies
+        samples = np.int64(1)
+        for d in range(ndim - 3):
+            samples *= shape[d]
+        blocks = (shape[ndim - 3] if ndim >= 3 else 1) * ((shape[ndim - 2] + block - 1) // block) \
+            * ((shape[ndim - 1] + block - 1) // block)
+        return _prior_fields(buf, pos, body_end, info, shape, values, vstride, ndim, size, blocks, samples,
+                             channels, bits, block)
     if prior:
         if size == 0 and axis != NO_AXIS:              # the prior's view still has its channel's elements
             inner = _view_inner(shape, axis, ndim)
         return _prior_fields(buf, pos, body_end, info, shape, values, vstride, ndim, size, channels, outer,
-                             inner, bits)
+                             inner, bits, 0)
     if pos + 3 > body_end:
         return bad
     pack = np.int64(buf[pos])

@@ -999,33 +999,36 @@ def _decode_positional(buf, offsets, per, total, outer, positions, tsel, cum, ha
 
 def _prior_tables(prior):
     """What the decoder derives from a prior, built once and kept with it: the (T, A + 1) cumulative
-    frequencies (flat), each position's row of them, each position's row of per-channel values, and
-    zeros (rows of shared values)."""
+    frequencies (flat), each position's row of them, each position's row of values for per-channel
+    values (its channel, p // inner) and for transform blobs (its frequency, p % inner), and zeros
+    (rows of shared values)."""
     cached = prior.cache.get("cpu")
     if cached is None:
         alphabet = prior.freqs.shape[1]
         cum = np.zeros((prior.ntables, alphabet + 1), np.int64)
         cum[:, 1:] = np.cumsum(prior.freqs.astype(np.int64), axis=1)
         tsel = prior.table_map.astype(np.int64) * (alphabet + 1)
-        vbase = (np.arange(prior.positions, dtype=np.int64) // prior.inner) << prior.bits
-        cached = prior.cache["cpu"] = (cum.ravel(), tsel, vbase, np.zeros(prior.positions, np.int64))
+        position = np.arange(prior.positions, dtype=np.int64)
+        cached = prior.cache["cpu"] = (cum.ravel(), tsel, (position // prior.inner) << prior.bits,
+                                       (position % prior.inner) << prior.bits, np.zeros(prior.positions, np.int64))
     return cached
 
 
 @njit
-def _decode_prior_blob(buf, body_end, max_elements, crc, prior_id, bits, channels, inner, tsel, cum, vbase, shared,
-                       prob_bits):
+def _decode_prior_blob(buf, body_end, max_elements, crc, prior_id, bits, channels, inner, tsel, cum, vbase, vinner,
+                       shared, prob_bits):
     """``_decode_blob`` for a version-3 blob coded with the prior (id, bits, view) given: check magic,
     version, CRC, validate (``_container.parse_fields``), decode. Returns (status, stream error,
-    stream, out, shape, ndim); a status other than H_OK (also a blob of another prior) means "let
-    ``parse`` and ``with_prior`` raise"."""
+    stream, out, shape, ndim, block: out holds a transform blob's (P, B*B) coefficients); a status
+    other than H_OK (also a blob of another prior) means "let ``parse`` and ``with_prior`` raise"."""
     if (_read_state(buf, 0) != _MAGIC_LE or buf[4] != _container.VERSION_PRIOR
             or _read_state(buf, body_end) != crc):
-        return H_INVALID, 0, 0, np.empty(0, np.float32), np.zeros(MAX_NDIM, np.int64), 0
+        return H_INVALID, 0, 0, np.empty(0, np.float32), np.zeros(MAX_NDIM, np.int64), 0, 0
     st, info, shape, values, _, _, _, _, nwords = parse_fields(buf, body_end, max_elements)
     if (st != H_OK or info[I_PRIOR_ID] != prior_id or info[I_BITS] != bits or info[I_CHANNELS] != channels
             or info[I_INNER] != inner):
-        return H_INVALID, 0, 0, np.empty(0, np.float32), shape, 0
+        return H_INVALID, 0, 0, np.empty(0, np.float32), shape, 0, 0
+    rows = vinner if info[I_BLOCK] else vbase if info[I_VSTRIDE] else shared
     out = np.zeros(info[I_SIZE], np.float32)
     err, stream = 0, 0
     if nwords.shape[0]:
@@ -1035,8 +1038,8 @@ def _decode_prior_blob(buf, body_end, max_elements, crc, prior_id, bits, channel
             offsets[s + 1] = offsets[s] + STATE_BYTES + 2 * nwords[s]
         err, stream = _decode_positional(buf, offsets, info[I_PER], info[I_NUM_PACKED], info[I_OUTER],
                                          channels * inner, tsel, cum, np.int64(1) << (bits - 1), prob_bits, values,
-                                         vbase if info[I_VSTRIDE] else shared, out)
-    return H_OK, err, stream, out, shape, info[I_NDIM]
+                                         rows, out)
+    return H_OK, err, stream, out, shape, info[I_NDIM], info[I_BLOCK]
 
 
 def decode_prior_blob(data, max_elements: int, prior):
@@ -1048,24 +1051,48 @@ def decode_prior_blob(data, max_elements: int, prior):
     if n < _MIN_BYTES or type(max_elements) is not int or not 0 <= max_elements <= _FAST_MAX_ELEMENTS:
         return None
     body_end = n - _container.CRC_BYTES
-    cum, tsel, vbase, shared = _prior_tables(prior)
-    status, err, stream, out, shape, ndim = _decode_prior_blob(
+    cum, tsel, vbase, vinner, shared = _prior_tables(prior)
+    status, err, stream, out, shape, ndim, block = _decode_prior_blob(
         buf, body_end, max_elements, crc32c(buf[:body_end]), prior.id, prior.bits, prior.channels, prior.inner,
-        tsel, cum, vbase, shared, prior.prob_bits)
+        tsel, cum, vbase, vinner, shared, prior.prob_bits)
     if status != H_OK:
         return None
     if err:
         _raise_stream_error(err, stream)
-    return out.reshape(tuple(shape[:ndim].tolist()))
+    shape = tuple(shape[:ndim].tolist())
+    return inverse_transform(out, shape, int(block)) if block else out.reshape(shape)
 
 
 def _decode_prior(h: Header, blob) -> np.ndarray:
     """``decode`` of a version-3 header (``_container.with_prior``) of a blob ``parse`` validated
-    (its limits enforced): the compiled header check and decode of ``decode_prior_blob``."""
+    (its limits enforced): the compiled header check and decode of ``decode_prior_blob``; a
+    transform blob's coefficients (P, B*B) from the parsed header (``_decode_prior_transform``)."""
+    if h.block:
+        return _decode_prior_transform(h, blob)
     y = decode_prior_blob(blob, _FAST_MAX_ELEMENTS, h.prior)
     if y is None:        # tests/test_codec_fastdecode.py holds the two validations to the same blobs
         raise RuntimeError("the compiled validation refused a version-3 blob that parse accepted; please report it")
     return y
+
+
+def _decode_prior_transform(h: Header, blob) -> np.ndarray:
+    """The coded view (P, B*B) of a version-3 transform blob: ``_decode_positional`` with position
+    p = b * B*B + f reading frequency f's row of values (the zero-relative symbol's value)."""
+    src, prior = h.source, h.prior
+    cum, tsel, _, vbase, _ = _prior_tables(prior)
+    bits = src.bits
+    half = 1 << (bits - 1)                       # every zero point (FORMAT.md section 9): s reads as signed
+    signed = ((np.arange(1 << bits) + half) & ((1 << bits) - 1)) - half
+    with np.errstate(over="ignore"):            # a valid (huge) scale may overflow to inf, as specified
+        values = (signed.astype(np.float32)[None, :] * src.scale[:, None]).ravel()
+    out = np.zeros(src.size, np.float32)
+    if h.num_streams:
+        err, stream = _decode_positional(np.frombuffer(blob, np.uint8), h.stream_offsets, h.symbols_per_stream,
+                                         h.num_packed, h.outer, h.channels, tsel, cum, np.int64(1) << (bits - 1),
+                                         h.prob_bits, values, vbase, out)
+        if err:
+            _raise_stream_error(err, stream)
+    return out.reshape(src.shape)
 
 
 @njit
@@ -1346,4 +1373,4 @@ def _slow_decode(data, max_elements):
 
 # The encoder in one compiled call (``_encoder._encode_view``). Last: ``_cpu_encode`` calls this
 # module's kernels; it defines its entries before it imports this module.
-from ._cpu_encode import encode_prior, encode_tensor, encode_view  # noqa: E402, F401
+from ._cpu_encode import encode_positions, encode_prior, encode_tensor, encode_view, quantize  # noqa: E402, F401

@@ -45,14 +45,46 @@ def encode_tensor(xv, lo: float, hi: float, bits: int, sparse: str, settings, fr
     return _encode_tensor(xv, lo, hi, bits, _planner.SPARSE_CODES[sparse], *settings, *frame)
 
 
+def quantize(xv, params, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Engine entry (``_encoder.position_symbols``): ``_reference.quantize`` compiled, the kernels of
+    ``encode_view``: channel-major symbols (C, outer * inner), per-channel nonzero counts and sums
+    of |q - z|."""
+    thresholds = _NO_THRESHOLDS if params.thresholds is None else params.thresholds
+    scale = _NO_SCALE if params.scale is None else params.scale
+    q, nonzero, absdev, _ = _quantize_view(xv, scale, params.zero_point, thresholds, bits)
+    return q, nonzero, absdev
+
+
+@njit
+def _quantize_view(xv, scale, zero_point, thresholds, bits):
+    return _quantize(xv, scale, zero_point, thresholds, bits)
+
+
+def encode_positions(symbols, prior, nstreams: int) -> tuple[np.ndarray, np.ndarray]:
+    """Engine entry (``_encoder._seal_positions``): the stream bytes and words per stream of the
+    position-major symbols (positions, outer) uint8, each position coded with its table of
+    ``prior``."""
+    tsel, freqs = _prior_arrays(prior)
+    positions = symbols.shape[0]
+    words, nwords = _cpu._encode_streams(symbols, np.arange(positions), tsel, np.zeros(positions, np.int64), 1,
+                                         prior.bits, freqs, prior.prob_bits, nstreams, symbols.reshape(-1))
+    return words.view(np.uint8), nwords
+
+
+def _prior_arrays(prior) -> tuple[np.ndarray, np.ndarray]:
+    """The prior's table map and tables as the compiled coder takes them, built once per prior."""
+    cached = prior.cache.get("cpu_encode")
+    if cached is None:
+        cached = prior.cache["cpu_encode"] = (prior.table_map.astype(np.int64), prior.freqs.astype(np.int64))
+    return cached
+
+
 def encode_prior(xv, params, bits: int, prior, overhead_ppm: int, fixed_streams: int, fields):
     """Engine entry (``_encoder.encode_with_prior``): a version-3 blob's bytes before the streams and
     the stream bytes, for the quantizer ``params`` and ``prior``, in one compiled call."""
     thresholds = _NO_THRESHOLDS if params.thresholds is None else params.thresholds
     scale = _NO_SCALE if params.scale is None else params.scale
-    tsel, freqs = prior.cache.get("cpu_encode", (None, None))
-    if tsel is None:
-        tsel, freqs = prior.cache["cpu_encode"] = (prior.table_map.astype(np.int64), prior.freqs.astype(np.int64))
+    tsel, freqs = _prior_arrays(prior)
     return _encode_prior(xv, scale, params.zero_point, thresholds, bits, tsel, freqs, prior.prob_bits,
                          np.int64(prior.cost_q), overhead_ppm, fixed_streams, *fields, np.int64(prior.id))
 

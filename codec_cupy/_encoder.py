@@ -129,7 +129,7 @@ def encode_with_prior(engine, x32, dtype: np.dtype, cfg: CodecConfig, prior, to_
     """A version-3 blob (FORMAT.md section 9): the quantizer of ``cfg`` chosen per tensor as always,
     the symbols coded with the tables of ``prior`` position by position; no model in the blob."""
     if cfg.transform != "none":
-        raise ConfigError("a prior codes the elements themselves: use transform='none' with a prior")
+        return _encode_transformed_prior(engine, to_host(x32), dtype, cfg, prior)
     xv, cfg = coded_view(x32, cfg)
     outer, channels, inner = xv.shape
     prior.check(cfg.bits, channels, inner)
@@ -141,19 +141,74 @@ def encode_with_prior(engine, x32, dtype: np.dtype, cfg: CodecConfig, prior, to_
     axis = channel_axis(cfg.axis, x32.ndim)
     fields = _container.frame_fields(dtype, cfg.bits, tuple(x32.shape), axis, cfg.granularity == "channel",
                                      params.scale, params.zero_point, params.levels, prior_id=prior.id)
-    overhead, fixed = int(round(cfg.stream_overhead * 1e6)), 0 if cfg.streams == AUTO else cfg.streams
     if fused is not None:                             # the cpu engine: the steps below in one compiled call
+        overhead, fixed = _stream_settings(cfg)
         return _container.seal(*fused(xv, params, cfg.bits, prior, overhead, fixed, fields))
-    q = position_symbols(engine, xv, params, cfg.bits)
-    total = channels * inner * outer
-    nstreams = int(_planner.choose_streams(total, prior.cost_q * outer, overhead, fixed))
-    if nstreams:
+    return _seal_positions(engine, position_symbols(engine, xv, params, cfg.bits), outer, prior, cfg, fields)
+
+
+def _encode_transformed_prior(engine, x: np.ndarray, dtype: np.dtype, cfg: CodecConfig, prior) -> bytes:
+    """transform="dct" with a prior: the coefficients and per-frequency quantizer of
+    ``_encode_transformed``, coded position by position (positions: blocks of a sample x
+    frequencies), the quantizer section in its compact form (FORMAT.md section 9)."""
+    q, (outer, channels, inner), params, base = _transform_symbols(engine, x, cfg)
+    prior.check(cfg.bits, channels, inner)
+    fields = _container.frame_fields(dtype, cfg.bits, (), 1, True, params.scale, params.zero_point, None, cfg.block,
+                                     tuple(x.shape), prior_id=prior.id, predictor=(base, cfg.frequency_weight))
+    return _seal_positions(engine, q, outer, prior, cfg, fields)
+
+
+def _seal_positions(engine, q, outer: int, prior, cfg: CodecConfig, fields) -> bytes:
+    """The version-3 blob of the position-major symbols ``q`` (positions, outer): stream count, rANS
+    with each position's table (the cpu engine's compiled ``encode_positions``, else the engine's
+    ``rans_encode``), the model bytes of ``fields``."""
+    overhead, fixed = _stream_settings(cfg)
+    nstreams = int(_planner.choose_streams(q.size, prior.cost_q * outer, overhead, fixed))
+    if not nstreams:
+        streams, nwords = np.zeros(0, np.uint8), np.zeros(0, np.int64)
+    elif hasattr(engine, "encode_positions"):
+        streams, nwords = engine.encode_positions(np.ascontiguousarray(q), prior, nstreams)
+    else:
         streams, nwords = engine.rans_encode(q, prior.table_map.astype(np.int64), prior.freqs.astype(np.int64),
                                              prior.prob_bits, nstreams)
-    else:
-        streams, nwords = np.zeros(0, np.uint8), np.zeros(0, np.int64)
     return _container.seal(_container.prior_model_bytes(*fields, np.int64(prior.id), np.asarray(nwords, np.int64)),
                            streams)
+
+
+def _stream_settings(cfg: CodecConfig) -> tuple[int, int]:
+    """(stream_overhead in millionths, fixed stream count or 0) of ``cfg``."""
+    return int(round(cfg.stream_overhead * 1e6)), 0 if cfg.streams == AUTO else cfg.streams
+
+
+def prior_symbols(engine, x32, cfg: CodecConfig, to_host=np.asarray) -> tuple:
+    """What a prior blob of ``x32`` codes (``fit_prior`` counts them): the position-major symbols
+    (positions, outer) and the prior view (outer, C, inner) whose C * inner positions they fill."""
+    if cfg.transform != "none":
+        q, view, _, _ = _transform_symbols(engine, to_host(x32), cfg)
+        return q, view
+    xv, cfg = coded_view(x32, cfg)
+    return position_symbols(engine, xv, choose_params(engine, xv, cfg, to_host), cfg.bits), xv.shape
+
+
+def _transform_symbols(engine, x: np.ndarray, cfg: CodecConfig) -> tuple:
+    """(position-major symbols, prior view, per-frequency quantizer, the predictor's base) of a
+    transform blob coded with a prior: symbol (o, b, f) of sample o, block b of the sample,
+    frequency f is at row b * B*B + f (the coded view (P, B*B) read sample by sample)."""
+    if cfg.bits < 2:
+        raise ConfigError("a prior with transform='dct' needs bits >= 2 (every frequency's zero point is the "
+                          "middle symbol 2**(bits-1)); raise bits")
+    xv, params, base = _dct_view(engine, x, cfg)
+    outer, blocks, freqs = _container.transform_prior_view(tuple(x.shape), cfg.block)
+    q = position_symbols(engine if hasattr(engine, "quantize") else _host_reference(), xv, params, cfg.bits)
+    q = q.reshape(freqs, outer, blocks).transpose(2, 0, 1).reshape(blocks * freqs, outer)
+    return q, (outer, blocks, freqs), params, base
+
+
+def _host_reference():
+    """The NumPy quantizer (engines without an exposed ``quantize`` step quantize the same way)."""
+    from . import _reference
+
+    return _reference
 
 
 def coded_view(x32, cfg: CodecConfig) -> tuple:
@@ -203,6 +258,14 @@ def _encode_transformed(engine, x: np.ndarray, dtype: np.dtype, cfg: CodecConfig
     """transform="dct": the (P, B*B) DCT coefficients of the maps, one uniform quantizer per frequency
     (its step at least ``cfg.step`` of the tensor's range, times 1 + frequency_weight * (u + v)),
     coded as a per-channel view."""
+    xv, params, _ = _dct_view(engine, x, cfg)
+    frame = _Frame(dtype, xv.shape[:2], 1, True, cfg.block, tuple(x.shape))
+    return _encode_view(engine, xv, params, frame, cfg)
+
+
+def _dct_view(engine, x: np.ndarray, cfg: CodecConfig) -> tuple:
+    """The (P, B*B, 1) DCT coefficients of ``x``, their per-frequency quantizer, and its step
+    before the frequency weighting (``cfg.step`` of the tensor's value range)."""
     if x.ndim < 2:
         raise InputError(f"transform='dct' transforms the last two dimensions (the maps); got a {x.ndim}-d "
                          "tensor: reshape it to at least 2 dimensions or use transform='none'")
@@ -214,10 +277,8 @@ def _encode_transformed(engine, x: np.ndarray, dtype: np.dtype, cfg: CodecConfig
                          "limit); scale the tensor down or use transform='none'")
     xv = coef.reshape(coef.shape[0], coef.shape[1], 1)
     clo, chi = engine.minmax(xv)
-    steps = frequency_steps(cfg.step * value_range, cfg.block, cfg.frequency_weight)
-    params = transform_params(clo, chi, steps, cfg.bits)
-    frame = _Frame(dtype, coef.shape, 1, True, cfg.block, tuple(x.shape))
-    return _encode_view(engine, xv, params, frame, cfg)
+    base = cfg.step * value_range
+    return xv, transform_params(clo, chi, frequency_steps(base, cfg.block, cfg.frequency_weight), cfg.bits), base
 
 
 class _Settings(NamedTuple):

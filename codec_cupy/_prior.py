@@ -205,15 +205,14 @@ def fit_prior(samples, config: CodecConfig | None = None, *, tables: int = DEFAU
     most ``tables`` tables (Lloyd's iterations on the cross-entropy, started from quantiles of
     each position's mean symbol). Every symbol keeps a frequency of at least 1, so any tensor of
     the same view can be coded. More samples than positions per table give a steadier prior; the
-    returned prior is what ``encode`` and ``decode`` need (``Prior.save`` / ``Prior.load``).
+    returned prior is what ``encode`` and ``decode`` need (``Prior.save`` / ``Prior.load``). With
+    ``transform="dct"`` the positions are a sample's DCT blocks x frequencies (FORMAT.md section 9).
     """
     from . import _encoder, _reference
 
     config = CodecConfig() if config is None else config
     if not isinstance(config, CodecConfig):
         raise ConfigError(f"config must be a CodecConfig, got {type(config).__name__}")
-    if config.transform != "none":
-        raise ConfigError("a prior models the elements themselves; use transform='none' with a prior")
     if not 1 <= int(tables) <= MAX_TABLES:
         raise ConfigError(f"tables={tables} out of range 1..{MAX_TABLES}")
     if not _container.MIN_PROB_BITS <= int(prob_bits) <= _container.MAX_PROB_BITS:
@@ -222,13 +221,12 @@ def fit_prior(samples, config: CodecConfig | None = None, *, tables: int = DEFAU
     alphabet = 1 << config.bits
     counts = view = None
     for x in samples:
-        xv, cfg = _encoder.coded_view(_encoder.as_float32(x)[0], config)
+        q, (_, *shape) = _encoder.prior_symbols(_reference, _encoder.as_float32(x)[0], config)
         if view is None:
-            view = xv.shape[1:]
+            view = tuple(shape)
             counts = np.zeros((view[0] * view[1], alphabet), np.int64)
-        elif xv.shape[1:] != view:
-            raise InputError(f"fit_prior: every sample must have the same view; got {xv.shape[1:]} after {view}")
-        q = _encoder.position_symbols(_reference, xv, _encoder.choose_params(_reference, xv, cfg), cfg.bits)
+        elif tuple(shape) != view:
+            raise InputError(f"fit_prior: every sample must have the same view; got {tuple(shape)} after {view}")
         rows = np.repeat(np.arange(q.shape[0], dtype=np.int64) * alphabet, q.shape[1])
         counts += np.bincount(rows + q.reshape(-1), minlength=counts.size).reshape(counts.shape)
     if counts is None:

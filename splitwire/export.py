@@ -165,8 +165,8 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
         raise cc.ConfigError("calibration needs at least one input")
     if prior is not None and not len(prior):
         raise cc.ConfigError("a prior needs at least one input to fit on")
-    if prior is not None and transform != "none":
-        raise cc.ConfigError("a prior models the elements themselves: export it with transform='none'")
+    if prior is not None and transform != "none" and bits < 2:
+        raise cc.ConfigError("a prior with transform='dct' needs bits >= 2 (its zero point is the middle symbol)")
     with tempfile.TemporaryDirectory(prefix="splitwire-export-") as tmp:
         head_path, tail_path, point, err, out_shape = export_onnx(
             model, layer, Path(tmp), tuple(input_shape), opset=opset)
@@ -208,6 +208,7 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
             data = fitted.to_bytes()
             meta["prior"] = {"id": f"{fitted.id:#010x}", "sha256": hashlib.sha256(data).hexdigest(),
                              "bytes": len(data), "bits": fitted.bits, "tables": fitted.ntables,
+                             **({"transform": transform, "block": block} if transform != "none" else {}),
                              "inputs": len(prior), "held_out": gain}
         models = repository.write(
             Path(out), name=name, meta=meta, head_onnx=head_path, tail_onnx=tail_path,

@@ -51,6 +51,11 @@ def prior_cases():
     signed = np.stack([signed_features(rng, (1, 5, 2, 3)) for _ in range(16)])
     yield "prior_signed_b3_channel", signed[:15], signed[15], dict(bits=3, granularity="channel"), dict(tables=6)
     yield "prior_signed_b2_ecsq", signed[:15], signed[15], dict(bits=2, quantizer="ecsq"), dict(prob_bits=9)
+    # DCT coefficients with a prior: positions are a sample's blocks x frequencies, the compact
+    # quantizer section (padded blocks: 9 x 10 maps, block 4)
+    smooth = np.stack([smooth_features(rng, (1, 3, 9, 10)) for _ in range(13)])
+    yield "prior_dct4_b6", smooth[:12], smooth[12], \
+        dict(transform="dct", block=4, step=0.04, bits=6, frequency_weight=0.5), dict(tables=6)
 
 
 def main():

@@ -99,7 +99,8 @@ def test_compiled_validation_of_prior_blobs_accepts_exactly_what_parse_accepts(s
     """Version 3 through the compiled path (``decode_prior_blob``): the same acceptance as ``parse``
     on mutated blobs, and the same values or the same error as the reference engine."""
     rng = np.random.default_rng(seed + 10)
-    for cfg in (dict(bits=2, streams=5), dict(bits=3, granularity="channel"), dict(bits=3, quantizer="ecsq")):
+    for cfg in (dict(bits=2, streams=5), dict(bits=3, granularity="channel"), dict(bits=3, quantizer="ecsq"),
+                dict(transform="dct", block=3, step=0.02, bits=5, streams=3)):
         config = cc.CodecConfig(**cfg)
         xs = [relu_features(rng, (1, 8, 4, 5)) - 0.3 * seed for _ in range(6)]
         prior = cc.fit_prior(xs[:5], config)
@@ -125,13 +126,14 @@ def test_compiled_validation_of_prior_blobs_accepts_exactly_what_parse_accepts(s
 
 
 @pytest.mark.parametrize("shape", [(3, 6, 4, 5), (1, 6, 4, 5), (0, 6, 4, 5)])
-def test_prior_blobs_take_the_compiled_path(shape):
-    """Every valid prior blob, an empty batch included, decodes in the compiled call: it does not need
-    ``parse`` (which only explains refusals)."""
+@pytest.mark.parametrize("transform", [False, True])
+def test_prior_blobs_take_the_compiled_path(shape, transform):
+    """Every valid prior blob, an empty batch and a transform included, decodes in the compiled call:
+    it does not need ``parse`` (which only explains refusals)."""
     from codec_cupy import _cpu
 
     rng = np.random.default_rng(3)
-    cfg = cc.CodecConfig(bits=2)
+    cfg = cc.CodecConfig(transform="dct", block=3, step=0.05) if transform else cc.CodecConfig(bits=2)
     prior = cc.fit_prior([relu_features(rng, (1, 6, 4, 5)) for _ in range(4)], cfg)
     x = relu_features(rng, shape) if shape[0] else np.zeros(shape, np.float32)
     blob = cc.encode(x, cfg, prior=prior)

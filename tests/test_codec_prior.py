@@ -181,8 +181,8 @@ def test_fit_is_deterministic_and_saves(samples, tmp_path):
 def test_fit_rejects_what_it_cannot_fit(samples):
     with pytest.raises(ConfigError, match="at least one sample"):
         cc.fit_prior([], cc.CodecConfig())
-    with pytest.raises(ConfigError, match="transform"):
-        cc.fit_prior(samples, cc.CodecConfig(transform="dct"))
+    with pytest.raises(ConfigError, match="bits >= 2"):
+        cc.fit_prior(samples, cc.CodecConfig(bits=1, transform="dct"))
     with pytest.raises(ConfigError, match="prob_bits"):
         cc.fit_prior(samples, cc.CodecConfig(), prob_bits=16)
     with pytest.raises(InputError, match="same view"):
@@ -197,8 +197,10 @@ def test_encode_checks_the_prior_fits(samples):
         cc.encode(samples[0][:, :3], cc.CodecConfig(bits=2), prior=prior)
     with pytest.raises(InputError, match="2-bit"):
         cc.encode(samples[0], cc.CodecConfig(bits=3), prior=prior)
-    with pytest.raises(ConfigError, match="transform"):
+    with pytest.raises(InputError, match="fit a prior"):             # 6 blocks x 64 frequencies
         cc.encode(samples[0], cc.CodecConfig(bits=2, transform="dct"), prior=prior)
+    with pytest.raises(ConfigError, match="bits >= 2"):
+        cc.encode(samples[0], cc.CodecConfig(bits=1, transform="dct"), prior=prior)
     with pytest.raises(ConfigError, match="codec_cupy.Prior"):
         cc.encode(samples[0], cc.CodecConfig(bits=2), prior=prior.to_bytes())
 
@@ -267,6 +269,22 @@ def test_hostile_prior_bytes():
         cc.Prior.from_bytes("not bytes")
 
 
+def assert_damage_is_typed(blob, prior, rng, shape=None, n=300):
+    """One random byte of ``blob`` replaced (CRC fixed up), ``n`` times: every engine raises a
+    ``DecodeError`` or returns float32 (of ``shape``, if given)."""
+    for _ in range(n):
+        bad = bytearray(blob[:-4])
+        bad[int(rng.integers(4, len(bad)))] = int(rng.integers(0, 256))
+        bad = _container.MAGIC + bytes(bad[4:])
+        bad += crc32c(np.frombuffer(bytes(bad), np.uint8)).to_bytes(4, "little")
+        for e in ENGINES:
+            try:
+                y = cc.decode(bad, prior=prior, engine=e)
+            except DecodeError:
+                continue
+            assert y.dtype == np.float32 and (shape is None or y.shape == shape)
+
+
 def test_hostile_prior_blobs(samples):
     """Version-3 blobs: truncations, damaged bytes (with the CRC fixed up) and reserved flags raise
     typed errors and never anything else."""
@@ -276,24 +294,13 @@ def test_hostile_prior_blobs(samples):
     for n in range(len(blob)):
         with pytest.raises(DecodeError):
             cc.decode(blob[:n], prior=prior)
-    rng = np.random.default_rng(0)
-    for _ in range(300):
-        bad = bytearray(blob[:-4])
-        i = int(rng.integers(4, len(bad)))
-        bad[i] = int(rng.integers(0, 256))
-        bad = _container.MAGIC + bytes(bad[4:])
-        bad += crc32c(np.frombuffer(bytes(bad), np.uint8)).to_bytes(4, "little")
-        for e in ENGINES:
-            try:
-                y = cc.decode(bad, prior=prior, engine=e)
-            except DecodeError:
-                continue
-            assert y.dtype == np.float32
-    for flag in (_container.FLAG_ZERO_MASK, _container.FLAG_TRANSFORM, 0x20):
+    assert_damage_is_typed(blob, prior, np.random.default_rng(0))
+    for flag, message in ((_container.FLAG_ZERO_MASK, "reserved"), (0x20, "reserved"),
+                          (_container.FLAG_TRANSFORM, "TRANSFORM blobs carry axis=255")):
         bad = bytearray(blob[:-4])
         bad[5] |= flag
         bad += crc32c(np.frombuffer(bytes(bad), np.uint8)).to_bytes(4, "little")
-        with pytest.raises(HeaderError, match="reserved"):
+        with pytest.raises(HeaderError, match=message):
             cc.decode(bytes(bad), prior=prior)
     bad = bytearray(blob[:-4])
     bad[5] &= ~_container.FLAG_PRIOR

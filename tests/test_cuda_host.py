@@ -743,21 +743,42 @@ def test_prior_blobs_on_the_kernels(emu, bits, granularity):
                                                                                   engine="reference", prior=prior)
 
 
+@pytest.mark.parametrize("bits", [2, 5, 8])
+def test_transform_prior_blobs_on_the_kernels(emu, bits):
+    """Version-3 transform blobs: the kernels decode the positions (a sample's blocks x frequencies)
+    to the reference's coefficients, the kernel's inverse DCT gives the host decode's bits, and the
+    device pipeline (quantize and rANS kernels) writes the reference's bytes, for a batch too."""
+    rng = np.random.default_rng(bits + 70)
+    xs = [relu_features(rng, (1, 5, 9, 11), ()) for _ in range(10)]
+    cfg = cc.CodecConfig(transform="dct", block=4, step=0.03, bits=bits, frequency_weight=0.25, streams=6)
+    prior = cc.fit_prior(xs[:8], cfg, tables=24)
+    for x in (xs[8], np.concatenate(xs[8:])):
+        blob = cc.encode(x, cfg, engine="reference", prior=prior)
+        h = check_decode(emu, blob, prior=prior, f16=False)
+        (y,) = _cuda.decode_items(emu, [(h, blob)])
+        y = _cuda.inverse_transform_on(emu, y, h.tensor_shape, h.block)
+        np.testing.assert_array_equal(bits_of(y), bits_of(cc.decode(blob, prior=prior)))
+        assert _cuda.encode_on(emu, x, cfg, prior) == blob
+
+
 def test_prior_blobs_through_the_api_cuda_path(emu, monkeypatch):
     import types
 
     from codec_cupy import api
 
     shim = types.SimpleNamespace(
-        decode_batch=lambda items, out_dtype=np.float32: _cuda.decode_items(emu, items, out_dtype=out_dtype))
+        decode_batch=lambda items, out_dtype=np.float32: _cuda.decode_items(emu, items, out_dtype=out_dtype),
+        inverse_transform=lambda y, shape, block, out_dtype=np.float32:
+            _cuda.inverse_transform_on(emu, y, shape, block).astype(out_dtype))
     monkeypatch.setattr(api, "_cuda", lambda: shim)
     rng = np.random.default_rng(61)
     xs = [sparse_features(rng, (1, 8, 4, 4), 0.5) for _ in range(6)]
     cfg = cc.CodecConfig(bits=2)
-    prior = cc.fit_prior(xs[:5], cfg)
-    blobs = [cc.encode(xs[5], cfg, prior=prior), cc.encode(xs[5], cfg)]
-    for blob, y in zip(blobs, cc.decode_batch(blobs, device="cuda", prior=prior)):
+    dct = cc.CodecConfig(transform="dct", block=2, step=0.05)
+    prior, dct_prior = cc.fit_prior(xs[:5], cfg), cc.fit_prior(xs[:5], dct)
+    blobs = [cc.encode(xs[5], cfg, prior=prior), cc.encode(xs[5], cfg), cc.encode(xs[5], dct, prior=dct_prior)]
+    for blob, y in zip(blobs, cc.decode_batch(blobs, device="cuda", prior=[prior, dct_prior])):
         assert y.shape == xs[5].shape
-        np.testing.assert_array_equal(bits_of(y), bits_of(cc.decode(blob, prior=prior)))
+        np.testing.assert_array_equal(bits_of(y), bits_of(cc.decode(blob, prior=[prior, dct_prior])))
     np.testing.assert_array_equal(bits_of(cc.decode(blobs[0], device="cuda", prior=prior)),
                                   bits_of(cc.decode(blobs[0], prior=prior)))

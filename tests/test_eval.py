@@ -51,7 +51,7 @@ def test_config_expands_points():
     (_cfg(models=[{"name": "x", "dataset": "cifar"}]), "models[0].dataset"),
     (_cfg(models=[{"name": "x", "limit": 0}]), "models[0].limit"),
     (_cfg(codecs=[{"type": "splitwire", "prior": "yes"}]), "splitwire.prior"),
-    (_cfg(codecs=[{"type": "splitwire", "prior": "2fold", "transform": "dct"}]), "without transform"),
+    (_cfg(codecs=[{"type": "splitwire", "prior": "2fold", "transform": "dct", "bits": 1}]), "bits >= 2"),
     (_cfg(codecs=[{"type": "splitwire", "prior": "2fold", "prior_tables": 0}]), "prior_tables"),
     (_cfg(models=[{"name": "x", "photos": ["flickr"]}]), "models[0].photos"),
     (_cfg(codecs=[{"type": "bpg"}]), "unknown codec type 'bpg'"),

@@ -290,10 +290,16 @@ def test_export_with_a_prior_places_it_beside_the_decoder_and_the_head(tiny, tmp
     assert 'key: "codec_axis"' in (tmp_path / "pri_decoder" / "config.pbtxt").read_text()
     with pytest.raises(cc.ConfigError, match="at least one input"):
         export_split(tiny.module, "layer2", tmp_path, name="none", input_shape=tiny.input_shape, prior=[])
-    with pytest.raises(cc.ConfigError, match="transform"):
+    with pytest.raises(cc.ConfigError, match="bits >= 2"):
         export_split(tiny.module, "layer2", tmp_path, name="dct", input_shape=tiny.input_shape, prior=inputs,
-                     transform="dct")
+                     transform="dct", bits=1)
     assert not (tmp_path / "dct").exists()
+    res = export_split(tiny.module, "layer2", tmp_path, name="dct", input_shape=tiny.input_shape, prior=inputs,
+                       transform="dct", bits=4, block=4, step=0.1)          # a DCT prior: blocks x frequencies
+    prior = cc.Prior.load(tmp_path / "dct_decoder" / "1" / "prior.swprior")
+    blob = cc.encode(feats[0], cc.CodecConfig(bits=4, transform="dct", block=4, step=0.1), prior=prior)
+    assert blob[4] == 3 and cc.inspect(blob)["transform"]["block"] == 4 and res.prior["id"] == f"{prior.id:#010x}"
+    assert (res.prior["transform"], res.prior["block"]) == ("dct", 4)
     plain = export_split(tiny.module, "layer2", tmp_path, name="plain", input_shape=tiny.input_shape)
     assert plain.prior is None and not (tmp_path / "plain_decoder" / "1" / "prior.swprior").exists()
     assert "PRIOR" not in (tmp_path / "plain_head" / "config.pbtxt").read_text()
@@ -315,3 +321,27 @@ def test_cli_export_fits_a_prior_on_images(tmp_path):
                         "--out", str(out), "--name", "tp2", "--prior", str(tmp_path / "missing")],
                        capture_output=True, text=True, timeout=300)
     assert r.returncode == 1 and "--prior" in r.stderr and not (out / "tp2").exists()
+
+
+def test_client_uses_a_prior_only_with_the_settings_it_was_fitted_for():
+    """A prior's positions depend on the bit depth and, with a transform, on the block size: the
+    client codes with it only under those settings (and where the export's held-out gain says so)."""
+    import codec_cupy as cc
+    from client.split_client import ClientError, SplitClient
+
+    c = SplitClient.__new__(SplitClient)
+    c.model = "m"
+    c.meta = {"prior": {"bits": 8, "transform": "dct", "block": 7, "held_out": {"ratio": 0.7}}}
+    c.codec_config = cc.CodecConfig(transform="dct", block=7)
+    assert c._wants_prior(None) and not c._wants_prior(False)
+    c.codec_config = cc.CodecConfig(transform="dct", block=8)
+    assert not c._wants_prior(None)
+    with pytest.raises(ClientError, match="blocks of 7"):
+        c._wants_prior(True)
+    c.codec_config = cc.CodecConfig(bits=8)
+    assert not c._wants_prior(None)
+    c.meta = {"prior": {"bits": 8, "held_out": {"ratio": 1.2}}}
+    assert not c._wants_prior(None) and c._wants_prior(True)
+    with pytest.raises(ClientError, match="without a transform"):
+        c.codec_config = cc.CodecConfig(transform="dct")
+        c._wants_prior(True)

@@ -117,6 +117,8 @@ class SplitwireCodec(Codec):
             raise ValueError("prior: 2fold needs at least two samples (one per fold)")
         import copy
 
+        if self._move:                            # fitted on what is coded: channels first
+            features = np.moveaxis(np.asarray(features), self.feature.channel_axis, 1)
         folds = []
         for fold in (0, 1):                       # fold f is coded with the prior fitted on the other one
             other = features[1 - fold::2]
@@ -403,12 +405,19 @@ _SCHEMA = {
 _REQUIRED = {"jpeg": ("quality",), "webp": ("quality",), "hevc": ("qp",)}
 
 
+def _prior_suffix(p: dict) -> str:
+    if p.get("prior", "none") == "none":
+        return ""
+    return " prior" + (f"(T={p['prior_tables']})" if "prior_tables" in p else "")
+
+
 def _line_name(typ: str, p: dict) -> str:
     if typ == "splitwire" and p.get("transform", "none") == "dct":
         block = p.get("block", 8)
         s = f"splitwire dct{'(map)' if block == 'map' else block}"   # the rate knob is step: one line per block size
         if p.get("frequency_weight", 0):
             s += f" w={p['frequency_weight']:g}"
+        s += _prior_suffix(p)
         return s if p.get("bits", 8) == 8 else f"{s} bits={p['bits']}"
     if typ == "splitwire":
         s = f"splitwire {p.get('quantizer', 'uniform')}/{p.get('granularity', 'tensor')}"
@@ -420,9 +429,7 @@ def _line_name(typ: str, p: dict) -> str:
                 s += f"({p.get('percentile', 99.99):g})"
         if p.get("sparse", "auto") != "auto":
             s += f" sparse={p['sparse']}"
-        if p.get("prior", "none") != "none":
-            s += " prior" + (f"(T={p['prior_tables']})" if "prior_tables" in p else "")
-        return s
+        return s + _prior_suffix(p)
     if typ == "int8":
         e = p.get("entropy", "zstd")
         return "int8" if e == "none" else f"int8+{e}"
@@ -472,8 +479,8 @@ def _validate_params(typ: str, p: dict) -> None:
         prior, tables = p.pop("prior", "none"), p.pop("prior_tables", 32)
         if prior not in ("none", "2fold"):
             raise ValueError(f"splitwire.prior: {prior!r} is not one of none, 2fold")
-        if prior != "none" and p.get("transform", "none") != "none":
-            raise ValueError("splitwire.prior: a prior codes the elements themselves; use it without transform")
+        if prior != "none" and p.get("transform", "none") != "none" and p.get("bits", 8) < 2:
+            raise ValueError("splitwire.prior: a prior with transform: dct needs bits >= 2")
         if isinstance(tables, bool) or not isinstance(tables, int) or not 1 <= tables <= 256:
             raise ValueError(f"splitwire.prior_tables: expected an integer in [1, 256], got {tables!r}")
         try:
