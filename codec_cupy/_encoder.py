@@ -7,7 +7,9 @@ instead of the last three: ``_encode_view``'s steps up to the blob's bytes in on
 calling the same ``_planner`` and ``_container`` functions (zero channels, table counts, the
 planner, the stream count, the mask check, the model bytes) as ``_code`` and ``_write``; and
 ``tensor_range`` with ``encode_tensor``, the same from a flat min/max with the per-tensor
-parameters chosen in that call (``encode_array``).
+parameters chosen in that call (``encode_array``). For prior blobs it supplies ``encode_prior`` (the
+element path in one call) and ``quantize`` with ``encode_positions`` (the transform path) in place
+of ``rans_encode``.
 """
 
 from __future__ import annotations
@@ -199,16 +201,9 @@ def _transform_symbols(engine, x: np.ndarray, cfg: CodecConfig) -> tuple:
                           "middle symbol 2**(bits-1)); raise bits")
     xv, params, base = _dct_view(engine, x, cfg)
     outer, blocks, freqs = _container.transform_prior_view(tuple(x.shape), cfg.block)
-    q = position_symbols(engine if hasattr(engine, "quantize") else _host_reference(), xv, params, cfg.bits)
+    q = position_symbols(engine, xv, params, cfg.bits)
     q = q.reshape(freqs, outer, blocks).transpose(2, 0, 1).reshape(blocks * freqs, outer)
     return q, (outer, blocks, freqs), params, base
-
-
-def _host_reference():
-    """The NumPy quantizer (engines without an exposed ``quantize`` step quantize the same way)."""
-    from . import _reference
-
-    return _reference
 
 
 def coded_view(x32, cfg: CodecConfig) -> tuple:

@@ -124,6 +124,13 @@ def test_prior_blobs_decode_with_the_models_prior_and_name_a_missing_or_wrong_on
     with pytest.raises(dec.PayloadError) as e:
         dec.decode_payload(blob, LIMITS, prior=other)
     assert e.value.reason == "prior" and "not with the one given" in str(e.value)
+    dct = cc.CodecConfig(transform="dct", block=5, step=0.05)                       # a DCT prior (version 3)
+    dct_prior = cc.fit_prior(fit, dct)
+    blob = np.frombuffer(cc.encode(x, dct, prior=dct_prior), np.uint8)
+    np.testing.assert_array_equal(dec.decode_payload(blob, LIMITS, prior=dct_prior), cc.decode(cc.encode(x, dct)))
+    with pytest.raises(dec.PayloadError) as e:                                      # the element prior: wrong one
+        dec.decode_payload(blob, LIMITS, prior=loaded)
+    assert e.value.reason == "prior"
 
 
 def test_head_bundle_hands_out_the_prior(tmp_path, monkeypatch):
