@@ -38,6 +38,7 @@ except ImportError:
 
 import codec_cupy as cc
 from codec_cupy import errors as cerr
+from codec_cupy._transform import MAX_BLOCK as _MAX_BLOCK, MIN_BLOCK as _MIN_BLOCK
 
 # Most specific first; each reason becomes a metric label and starts the error message.
 _REASONS = (
@@ -75,6 +76,21 @@ class Limits:
             n *= d
         return n
 
+    @property
+    def max_coded_elements(self) -> int:
+        """``max_elements``, or more for a DCT blob of these tensors: its coded view pads the maps to
+        whole blocks (docs/FORMAT.md section 8), ceil(H/B)*B x ceil(W/B)*B for its block B in 2..16,
+        so a 14 x 14 map coded in 8 x 8 blocks takes 16 x 16 coefficients."""
+        n = self.max_elements
+        if len(self.feature_shape) >= 2:
+            *lead, h, w = self.feature_shape
+            rows = self.max_batch
+            for d in lead:
+                rows *= d
+            for b in range(_MIN_BLOCK, _MAX_BLOCK + 1):
+                n = max(n, rows * (-(-h // b) * b) * (-(-w // b) * b))
+        return n
+
     @classmethod
     def from_parameters(cls, params: dict) -> "Limits":
         def get(key):
@@ -106,7 +122,7 @@ def decode_payload(blob: np.ndarray, limits: Limits, *, engine: str = "auto", de
             raise PayloadError("raw", f"raw frame rejected: {e}") from None
     else:
         try:
-            y = _codec_decode(buf, limits.max_elements, engine, device, prior)
+            y = _codec_decode(buf, limits.max_coded_elements, engine, device, prior)
         except cerr.DecodeError as e:
             for kind, reason, hint in _REASONS:
                 if isinstance(e, kind):
@@ -197,9 +213,12 @@ class TritonPythonModel:
         warm = np.zeros((1, *self.limits.feature_shape), np.float32)
         decode_payload(np.frombuffer(cc.encode(warm, cc.CodecConfig(bits=8)), np.uint8),
                        self.limits, engine=self.engine, device=self.device)
-        if self.prior is not None:
-            axis = int(config.get("parameters", {}).get("codec_axis", {}).get("string_value", "1"))
-            blob = cc.encode(warm, cc.CodecConfig(bits=self.prior.bits, axis=axis), prior=self.prior)
+        if self.prior is not None:                     # the prior's coding: its axis, or its DCT block
+            params = config.get("parameters", {})
+            axis = int(params.get("codec_axis", {}).get("string_value", "1"))
+            block = int(params.get("codec_block", {}).get("string_value", "0"))
+            dct = {"transform": "dct", "block": block} if block else {}
+            blob = cc.encode(warm, cc.CodecConfig(bits=self.prior.bits, axis=axis, **dct), prior=self.prior)
             decode_payload(np.frombuffer(blob, np.uint8), self.limits, engine=self.engine, device=self.device,
                            prior=self.prior)
 

@@ -57,10 +57,11 @@ def decoder_config(name: str, meta: dict, device: str, instances: int, max_paylo
     params = {
         "feature_shape": json.dumps(meta["feature_shape"]),
         "max_batch": str(meta["max_batch"]),
-        "max_elements": str(elements),
+        "max_elements": str(elements),                # the tensor's; a DCT blob's padded view may take more
         "max_payload_bytes": str(max_payload),
         "engine": "auto",
         "codec_axis": str(meta["codec"]["axis"]),      # the channel axis a shared prior was fitted with
+        "codec_block": str(meta["codec"].get("block", 0) if meta["codec"].get("transform") else 0),  # its DCT block
         # Hand GPU tensors to the tail without a host round trip.
         "FORCE_CPU_ONLY_INPUT_TENSORS": "no",
     }

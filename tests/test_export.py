@@ -300,6 +300,7 @@ def test_export_with_a_prior_places_it_beside_the_decoder_and_the_head(tiny, tmp
     blob = cc.encode(feats[0], cc.CodecConfig(bits=4, transform="dct", block=4, step=0.1), prior=prior)
     assert blob[4] == 3 and cc.inspect(blob)["transform"]["block"] == 4 and res.prior["id"] == f"{prior.id:#010x}"
     assert (res.prior["transform"], res.prior["block"]) == ("dct", 4)
+    assert 'key: "codec_block" value: { string_value: "4" }' in (tmp_path / "dct_decoder" / "config.pbtxt").read_text()
     plain = export_split(tiny.module, "layer2", tmp_path, name="plain", input_shape=tiny.input_shape)
     assert plain.prior is None and not (tmp_path / "plain_decoder" / "1" / "prior.swprior").exists()
     assert "PRIOR" not in (tmp_path / "plain_head" / "config.pbtxt").read_text()

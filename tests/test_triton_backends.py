@@ -50,7 +50,7 @@ def test_hostile_payloads_name_the_problem():
     # Element-count bomb: a valid blob whose shape is far beyond what this model takes.
     bomb = _blob(np.zeros((1, 8, 5, 5 * 200), np.float32))
     reason, msg = _reason(bomb)
-    assert reason == "too_large" and str(LIMITS.max_elements) in msg
+    assert reason == "too_large" and str(LIMITS.max_coded_elements) in msg    # what a padded DCT view may take
     reason, msg = _reason(np.zeros(LIMITS.max_payload_bytes + 1, np.uint8))
     assert reason == "too_large"
     reason, msg = _reason(_blob(np.zeros((1, 8, 5, 4), np.float32)))  # right size class, wrong shape
@@ -150,3 +150,17 @@ def test_head_bundle_hands_out_the_prior(tmp_path, monkeypatch):
     model.initialize({"model_config": json.dumps({})})
     model.execute([object()])
     assert sent == [[("HEAD_ONNX", b"onnx-bytes"), ("PRIOR", b"prior-bytes")]]
+
+
+def test_dct_blobs_with_padded_maps_fit_the_limits():
+    """A DCT blob's coded view pads the maps to whole blocks (5 x 5 in 8 x 8 blocks: 64 coefficients
+    per map): the decoder's element limit allows for it, and the decoded tensor is still checked
+    against the model's shape."""
+    x = _feats(b=4, seed=3)
+    assert LIMITS.max_coded_elements >= 4 * 8 * 8 * 8 > LIMITS.max_elements
+    for block in (2, 3, 8, 16):
+        blob = np.frombuffer(cc.encode(x, cc.CodecConfig(transform="dct", block=block, step=0.05)), np.uint8)
+        np.testing.assert_array_equal(dec.decode_payload(blob, LIMITS), cc.decode(blob.tobytes()))
+    blob = np.frombuffer(cc.encode(_feats(b=5, seed=3), cc.CodecConfig(transform="dct", block=16)), np.uint8)
+    reason, _ = _reason(blob)                              # one item more than max_batch: still refused
+    assert reason in ("too_large", "shape")

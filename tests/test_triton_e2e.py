@@ -35,6 +35,7 @@ from splitwire.serve import resolve_ports  # noqa: E402
 
 MODEL = "effnet"
 PRIOR_MODEL = "effnet_prior"          # the same split at 2 bits with a shared prior (fitted on images 10-19)
+DCT_PRIOR_MODEL = "effnet_dct_prior"  # ... and with the DCT and a prior over its blocks x frequencies
 
 
 @pytest.fixture(scope="module")
@@ -51,6 +52,9 @@ def repo(spec, tmp_path_factory):
     fit = [load_image(path, spec.preprocess) for path, _ in samples.imagenet_samples()[10:]]
     export_split(spec.module, "_blocks.8", out, name=PRIOR_MODEL, input_shape=spec.input_shape, bits=2,
                  preprocess=spec.preprocess, labels=spec.labels, max_batch=8, prior=fit)
+    export_split(spec.module, "_blocks.8", out, name=DCT_PRIOR_MODEL, input_shape=spec.input_shape,
+                 transform="dct", block=7, step=0.04, preprocess=spec.preprocess, labels=spec.labels,
+                 max_batch=8, prior=fit)
     return out
 
 
@@ -263,6 +267,25 @@ def test_a_prior_model_takes_blobs_without_tables(server, client, images, head_c
         c.close()
         plain.close()
         default.close()
+
+
+def test_a_dct_prior_model_takes_version_3_transform_blobs(server, images, head_cache):
+    """``export --transform dct --prior``: the client codes the DCT coefficients with the model's
+    prior (format version 3 with TRANSFORM); the server decodes them to the self-contained DCT blob's
+    features, so the logits are the same."""
+    c = SplitClient(server.url, DCT_PRIOR_MODEL, prior=True)
+    plain = SplitClient(server.url, DCT_PRIOR_MODEL, prior=False)
+    try:
+        assert (c.meta["prior"]["transform"], c.meta["prior"]["block"]) == ("dct", 7)
+        for name, x, _ in images[:3]:
+            f = c.head(x)
+            blob, own = c.encode(f), plain.encode(f)
+            assert blob[4] == 3 and cc.inspect(blob)["transform"]["block"] == 7 and own[4] == 2
+            np.testing.assert_array_equal(cc.decode(blob, prior=c.prior), cc.decode(own))
+            np.testing.assert_array_equal(c.send(blob), plain.send(own))
+    finally:
+        c.close()
+        plain.close()
 
 
 @pytest.mark.parametrize("payload", ["raw", "fp16"])
