@@ -154,7 +154,7 @@ def _encode_transformed_prior(engine, x: np.ndarray, dtype: np.dtype, cfg: Codec
     ``_encode_transformed``, coded position by position (positions: blocks of a sample x
     frequencies), the quantizer section in its compact form (FORMAT.md section 9)."""
     q, (outer, channels, inner), params, base = _transform_symbols(engine, x, cfg)
-    prior.check(cfg.bits, channels, inner)
+    prior.check(cfg.bits, channels, inner, "blocks of {} coefficients")
     fields = _container.frame_fields(dtype, cfg.bits, (), 1, True, params.scale, params.zero_point, None, cfg.block,
                                      tuple(x.shape), prior_id=prior.id, predictor=(base, cfg.frequency_weight))
     return _seal_positions(engine, q, outer, prior, cfg, fields)

@@ -89,12 +89,13 @@ class Prior:
         per_symbol = (self.prob_bits << _planner.Q) - _planner.LOG2Q[f]      # -log2(f / M), fixed point
         return (f * per_symbol).sum(axis=1) >> self.prob_bits
 
-    def check(self, bits: int, channels: int, inner: int) -> None:
-        """Raise ``InputError`` unless tensors of this view can be coded with the prior."""
+    def check(self, bits: int, channels: int, inner: int, what: str = "channels of {} elements") -> None:
+        """Raise ``InputError`` unless tensors of this view can be coded with the prior (``what``
+        names the view's units: a transform's are "blocks of {} coefficients")."""
         if (bits, channels, inner) != (self.bits, self.channels, self.inner):
             raise InputError(
-                f"the prior (id {self.id:#010x}) was fitted for {self.bits}-bit symbols on {self.channels} channels "
-                f"of {self.inner} elements; this tensor is {channels} channels of {inner} elements at {bits} bits: "
+                f"the prior (id {self.id:#010x}) was fitted for {self.bits}-bit symbols on {self.channels} "
+                f"{what.format(self.inner)}; this tensor is {channels} {what.format(inner)} at {bits} bits: "
                 "fit a prior on tensors of this split point with this config (codec_cupy.fit_prior)")
 
     def __repr__(self) -> str:

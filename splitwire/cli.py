@@ -253,7 +253,8 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--prior", nargs="+", metavar="IMAGE",
                    help="images (or folders of images) whose features fit a shared per-position prior: "
                         "clients send blobs without tables, the decoder holds the prior (post-ReLU features: "
-                        "4-17 %% fewer bytes; needs --transform none)")
+                        "4-17 %% fewer bytes; with --transform dct it models each sample's blocks x frequencies, "
+                        "23-68 %% fewer bytes on Fashion-MNIST features; bits >= 2)")
     e.add_argument("--prior-tables", type=int, default=32, help="at most this many tables in the prior (1-256)")
     e.set_defaults(fn=_export)
 
