@@ -12,8 +12,10 @@ payloads by reason) appear on Triton's metrics port next to its own.
 
 from __future__ import annotations
 
+import functools
 import inspect
 import json
+import math
 import os
 import sys
 import time
@@ -38,7 +40,7 @@ except ImportError:
 
 import codec_cupy as cc
 from codec_cupy import errors as cerr
-from codec_cupy._transform import MAX_BLOCK as _MAX_BLOCK, MIN_BLOCK as _MIN_BLOCK
+from codec_cupy._transform import MAX_BLOCK, MIN_BLOCK, coded_view_shape
 
 # Most specific first; each reason becomes a metric label and starts the error message.
 _REASONS = (
@@ -76,19 +78,15 @@ class Limits:
             n *= d
         return n
 
-    @property
+    @functools.cached_property
     def max_coded_elements(self) -> int:
         """``max_elements``, or more for a DCT blob of these tensors: its coded view pads the maps to
-        whole blocks (docs/FORMAT.md section 8), ceil(H/B)*B x ceil(W/B)*B for its block B in 2..16,
-        so a 14 x 14 map coded in 8 x 8 blocks takes 16 x 16 coefficients."""
+        whole blocks (docs/FORMAT.md section 8) for its block B in 2..16, so a 14 x 14 map coded in
+        8 x 8 blocks takes 16 x 16 coefficients. Computed once per model (every payload asks)."""
         n = self.max_elements
         if len(self.feature_shape) >= 2:
-            *lead, h, w = self.feature_shape
-            rows = self.max_batch
-            for d in lead:
-                rows *= d
-            for b in range(_MIN_BLOCK, _MAX_BLOCK + 1):
-                n = max(n, rows * (-(-h // b) * b) * (-(-w // b) * b))
+            shape = (self.max_batch, *self.feature_shape)
+            n = max(n, *(math.prod(coded_view_shape(shape, b)) for b in range(MIN_BLOCK, MAX_BLOCK + 1)))
         return n
 
     @classmethod

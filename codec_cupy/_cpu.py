@@ -1044,8 +1044,19 @@ def _decode_prior_blob(buf, body_end, max_elements, crc, prior_id, bits, channel
 
 def decode_prior_blob(data, max_elements: int, prior):
     """``decode_blob`` for blobs coded with ``prior`` (format version 3): header and streams in one
-    compiled call. None where the compiled validation refuses the blob (or it names another prior):
-    the caller then takes ``parse`` and ``with_prior``, which raise the typed error."""
+    compiled call, then a transform blob's inverse DCT. None where the compiled validation refuses
+    the blob (or it names another prior): the caller then takes ``parse`` and ``with_prior``, which
+    raise the typed error."""
+    decoded = _prior_blob_values(data, max_elements, prior)
+    if decoded is None:
+        return None
+    out, shape, block = decoded
+    return inverse_transform(out, shape, block) if block else out.reshape(shape)
+
+
+def _prior_blob_values(data, max_elements: int, prior):
+    """``_decode_prior_blob``'s result: (values, the tensor's shape, block), the values flat (a
+    transform blob's (P, B*B) coefficients), or None where the compiled validation refuses the blob."""
     buf = np.frombuffer(data, np.uint8)
     n = buf.shape[0]
     if n < _MIN_BYTES or type(max_elements) is not int or not 0 <= max_elements <= _FAST_MAX_ELEMENTS:
@@ -1059,40 +1070,18 @@ def decode_prior_blob(data, max_elements: int, prior):
         return None
     if err:
         _raise_stream_error(err, stream)
-    shape = tuple(shape[:ndim].tolist())
-    return inverse_transform(out, shape, int(block)) if block else out.reshape(shape)
+    return out, tuple(shape[:ndim].tolist()), int(block)
 
 
 def _decode_prior(h: Header, blob) -> np.ndarray:
     """``decode`` of a version-3 header (``_container.with_prior``) of a blob ``parse`` validated
     (its limits enforced): the compiled header check and decode of ``decode_prior_blob``; a
-    transform blob's coefficients (P, B*B) from the parsed header (``_decode_prior_transform``)."""
-    if h.block:
-        return _decode_prior_transform(h, blob)
-    y = decode_prior_blob(blob, _FAST_MAX_ELEMENTS, h.prior)
-    if y is None:        # tests/test_codec_fastdecode.py holds the two validations to the same blobs
+    transform blob's coefficients in the coded view (P, B*B), as the engine interface returns them."""
+    decoded = _prior_blob_values(blob, _FAST_MAX_ELEMENTS, h.prior)
+    if decoded is None:  # tests/test_codec_fastdecode.py holds the two validations to the same blobs
         raise RuntimeError("the compiled validation refused a version-3 blob that parse accepted; please report it")
-    return y
-
-
-def _decode_prior_transform(h: Header, blob) -> np.ndarray:
-    """The coded view (P, B*B) of a version-3 transform blob: ``_decode_positional`` with position
-    p = b * B*B + f reading frequency f's row of values (the zero-relative symbol's value)."""
-    src, prior = h.source, h.prior
-    cum, tsel, _, vbase, _ = _prior_tables(prior)
-    bits = src.bits
-    half = 1 << (bits - 1)                       # every zero point (FORMAT.md section 9): s reads as signed
-    signed = ((np.arange(1 << bits) + half) & ((1 << bits) - 1)) - half
-    with np.errstate(over="ignore"):            # a valid (huge) scale may overflow to inf, as specified
-        values = (signed.astype(np.float32)[None, :] * src.scale[:, None]).ravel()
-    out = np.zeros(src.size, np.float32)
-    if h.num_streams:
-        err, stream = _decode_positional(np.frombuffer(blob, np.uint8), h.stream_offsets, h.symbols_per_stream,
-                                         h.num_packed, h.outer, h.channels, tsel, cum, np.int64(1) << (bits - 1),
-                                         h.prob_bits, values, vbase, out)
-        if err:
-            _raise_stream_error(err, stream)
-    return out.reshape(src.shape)
+    out, shape, block = decoded
+    return out.reshape(h.source.shape if block else shape)
 
 
 @njit

@@ -65,10 +65,18 @@ def encode_positions(symbols, prior, nstreams: int) -> tuple[np.ndarray, np.ndar
     position-major symbols (positions, outer) uint8, each position coded with its table of
     ``prior``."""
     tsel, freqs = _prior_arrays(prior)
-    positions = symbols.shape[0]
-    words, nwords = _cpu._encode_streams(symbols, np.arange(positions), tsel, np.zeros(positions, np.int64), 1,
-                                         prior.bits, freqs, prior.prob_bits, nstreams, symbols.reshape(-1))
+    words, nwords = _code_positions(symbols, tsel, freqs, prior.bits, prior.prob_bits, nstreams)
     return words.view(np.uint8), nwords
+
+
+@njit
+def _code_positions(symbols, tsel, freqs, bits, prob_bits, nstreams):
+    """rANS of the position-major symbols (positions, outer) uint8, position p with table tsel[p]:
+    the version-1 coding of the (outer, positions, 1) view (FORMAT.md section 9), u16 words and
+    words per stream."""
+    positions = symbols.shape[0]
+    return _cpu._encode_streams(symbols, np.arange(positions), tsel, np.zeros(positions, np.int64), 1, bits, freqs,
+                                prob_bits, nstreams, symbols.reshape(symbols.size))
 
 
 def _prior_arrays(prior) -> tuple[np.ndarray, np.ndarray]:
@@ -110,8 +118,7 @@ def _encode_prior(xv, scale, zero_point, thresholds, bits, tsel, freqs, prob_bit
     words = np.empty(0, np.uint16)
     nwords = np.zeros(0, np.int64)
     if nstreams:
-        words, nwords = _cpu._encode_streams(symbols, np.arange(positions), tsel, np.zeros(positions, np.int64), 1,
-                                             bits, freqs, prob_bits, nstreams, symbols.reshape(total))
+        words, nwords = _code_positions(symbols, tsel, freqs, bits, prob_bits, nstreams)
     model = _container.prior_model_bytes(head, shape, after_shape, qwords, qfirst, zwidth, zero_points, prior_id,
                                          nwords)
     return model, words.view(np.uint8)
