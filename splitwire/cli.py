@@ -44,7 +44,11 @@ def _export(a) -> int:
         return 2
     name = a.name or a.model.replace(":", "_").replace(".", "_")
     inputs = {}
-    for flag, paths in (("--calibrate", a.calibrate), ("--prior", a.prior)):
+    if (a.components is None) != (a.project is None):
+        print("error: --components K and --project IMAGE... go together (K principal components, fitted on "
+              "the features of those images)", file=sys.stderr)
+        return 2
+    for flag, paths in (("--calibrate", a.calibrate), ("--prior", a.prior), ("--project", a.project)):
         if paths:
             try:
                 inputs[flag] = _calibration_inputs(paths, spec.preprocess or {})
@@ -60,13 +64,22 @@ def _export(a) -> int:
                            labels=spec.labels, tail_backend=a.tail_backend,
                            device=a.device, max_batch=a.max_batch, instances=a.instances,
                            channel_axis=spec.channel_axis, calibration=calibration, prior=inputs.get("--prior"),
-                           prior_tables=a.prior_tables)
-    except (SplitError, VerificationError, CodecConfigError) as e:
+                           prior_tables=a.prior_tables, projection=inputs.get("--project"),
+                           components=a.components)
+    except (SplitError, VerificationError, CodecConfigError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     shape = "x".join(map(str, res.point.shape[1:]))
-    print(f"cut {a.model} after {layer!r} ({res.point.kind}): features {shape}; "
-          f"max |tail(head(x)) - model(x)| = {res.max_abs_error:.2e}")
+    if res.projection is None:
+        print(f"cut {a.model} after {layer!r} ({res.point.kind}): features {shape}; "
+              f"max |tail(head(x)) - model(x)| = {res.max_abs_error:.2e}")
+    else:
+        p = res.projection
+        agree = ("n/a (one image)" if p["held_out_agreement"] is None
+                 else f"{p['held_out_agreement']:.1f} % top-1 agreement with the unsplit model")
+        print(f"cut {a.model} after {layer!r} ({res.point.kind}): features {shape}, projected on "
+              f"{p['components']} of {p['channels']} principal components ({100 * p['energy']:.1f} % of the variance "
+              f"of {p['inputs']} image(s); held out: {agree}); max |ONNX - torch| = {res.max_abs_error:.2e}")
     if calibration is not None:
         codec = res.codec
         print(f"calibrated the codec on {len(calibration)} image(s): pack {codec['pack']}, tables {codec['tables']}, "
@@ -256,6 +269,13 @@ def build_parser() -> argparse.ArgumentParser:
                         "4-17 %% fewer bytes; with --transform dct it models each sample's blocks x frequencies, "
                         "23-68 %% fewer bytes on Fashion-MNIST features; bits >= 2)")
     e.add_argument("--prior-tables", type=int, default=32, help="at most this many tables in the prior (1-256)")
+    e.add_argument("--components", type=int, metavar="K",
+                   help="with --project: send the first K principal components of the feature channels instead "
+                        "of the channels (the head ends with the projection, the tail starts with the "
+                        "reconstruction; ReLU features: 33-47 %% fewer bits at the same accuracy on "
+                        "Fashion-MNIST ResNet-50 with --transform dct and --prior)")
+    e.add_argument("--project", nargs="+", metavar="IMAGE",
+                   help="images (or folders of images) whose features fit the channel projection of --components")
     e.set_defaults(fn=_export)
 
     s = sub.add_parser("serve", help="start tritonserver on a model repository")

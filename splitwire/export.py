@@ -40,6 +40,7 @@ class ExportResult:
     models: list[str] = field(default_factory=list)
     codec: dict = field(default_factory=dict)          # the codec settings published to clients
     prior: dict | None = None                          # the shared prior published, if one was fitted
+    projection: dict | None = None                     # the channel projection folded into head and tail
 
 
 def _onnx_export(module: torch.nn.Module, example: torch.Tensor, path: Path,
@@ -60,16 +61,23 @@ def _ort(path: Path):
 
 
 def export_onnx(model: torch.nn.Module, layer: str, workdir: Path, input_shape: tuple[int, ...],
-                *, opset: int = 17, rtol: float = 1e-3, atol: float = 1e-4, seed: int = 0
+                *, opset: int = 17, rtol: float = 1e-3, atol: float = 1e-4, seed: int = 0, projection=None
                 ) -> tuple[Path, Path, SplitPoint, float, tuple[int, ...]]:
     """Write head.onnx / tail.onnx into ``workdir`` and check them against ``model``.
 
+    ``projection`` (``splitwire.projection.Projection``): the head ends with it and the tail starts
+    with its reconstruction; the ONNX pair is then checked against the same torch modules (the
+    projection is lossy: ``model(x)`` is no longer the reference).
     Returns (head, tail, split point, max |error|, output shape without batch).
     """
     model = model.eval()
     gen = torch.Generator().manual_seed(seed)
     one = torch.randn((1, *input_shape), generator=gen)
     head, tail, point = split(model, layer, one)
+    reference = model
+    if projection is not None:
+        head, tail = projection.head_module(head).eval(), projection.tail_module(tail).eval()
+        reference = torch.nn.Sequential(head, tail).eval()
     with torch.no_grad():
         feats = head(one)
     head_path, tail_path = workdir / "head.onnx", workdir / "tail.onnx"
@@ -78,20 +86,47 @@ def export_onnx(model: torch.nn.Module, layer: str, workdir: Path, input_shape: 
 
     x = torch.randn((2, *input_shape), generator=gen)
     with torch.no_grad():
-        want = model(x).numpy()
+        want = reference(x).numpy()
     f = _ort(head_path).run(None, {"input": x.numpy()})[0]
     got = _ort(tail_path).run(None, {"features": f})[0]
+    what = "tail(head(x))" if projection is None else "the projected tail(head(x))"
     if got.shape != want.shape:
-        raise VerificationError(f"tail(head(x)) has shape {got.shape}, the model gives {want.shape}")
+        raise VerificationError(f"{what} has shape {got.shape}, the model gives {want.shape}")
     err = float(np.max(np.abs(got - want)))
     bound = atol + rtol * float(np.max(np.abs(want)))
     if not err <= bound:
         raise VerificationError(
-            f"tail(head(x)) differs from model(x) by {err:.3g} (allowed {bound:.3g}) when cut at "
+            f"{what} differs from torch by {err:.3g} (allowed {bound:.3g}) when cut at "
             f"{layer!r}; the ONNX export of this model is not faithful, try another split point")
     if want.ndim >= 2 and not np.array_equal(got.argmax(1), want.argmax(1)):
-        raise VerificationError(f"tail(head(x)) changes the top-1 class when cut at {layer!r}")
+        raise VerificationError(f"{what} changes the top-1 class when cut at {layer!r}")
     return head_path, tail_path, point, err, tuple(want.shape[1:])
+
+
+def fit_split_projection(model: torch.nn.Module, layer: str, inputs, components: int, channel_axis: int = 1):
+    """``splitwire.projection.fit_projection`` on the features (at ``layer``) of ``inputs`` (each
+    (1, *input_shape)), and its two-fold held-out top-1 agreement with the unsplit model: fitted on
+    every other input, the projected model's top-1 on the others (None for fewer than two inputs).
+    Returns (projection, summary dict)."""
+    from .projection import fit_projection
+
+    model = model.eval()
+    x = torch.from_numpy(np.concatenate([np.asarray(i, np.float32) for i in inputs]))
+    head, tail, _ = split(model, layer, x[:1])
+    with torch.no_grad():
+        feats = head(x).numpy()
+        top1 = model(x).argmax(1).numpy()
+    fitted = fit_projection(feats, components, axis=channel_axis)
+    agree = None
+    if len(x) >= 2:
+        same = 0
+        for fold in (0, 1):
+            p = fit_projection(feats[1 - fold::2], components, axis=channel_axis)
+            y = torch.from_numpy(p.reconstruct(p.project(feats[fold::2])))
+            with torch.no_grad():
+                same += int((tail(y).argmax(1).numpy() == top1[fold::2]).sum())
+        agree = round(100.0 * same / len(x), 2)
+    return fitted, {**fitted.describe(), "inputs": len(x), "held_out_agreement": agree}
 
 
 def _calibrated_fields(cc, head_path: Path, inputs, input_shape, cfg) -> dict:
@@ -138,7 +173,8 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
                  tail_backend: str = "python", device: str = "cpu", max_batch: int = 16,
                  instances: int = 1, opset: int = 17, channel_axis: int = 1,
                  calibration: list[np.ndarray] | None = None, prior: list[np.ndarray] | None = None,
-                 prior_tables: int = 32) -> ExportResult:
+                 prior_tables: int = 32, projection: list[np.ndarray] | None = None,
+                 components: int | None = None) -> ExportResult:
     """Cut ``model`` after module ``layer`` and write a Triton repository into ``out``.
 
     ``tail_backend``: ``"onnxruntime"`` (Triton's backend, as in NGC images) or
@@ -155,6 +191,11 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
     head bundle: clients fetch it and send blobs that carry no entropy model (format version 3),
     the decoder reads them with it (and still reads self-contained blobs). Its two-fold held-out
     gain is published with it (``held_out``); clients use it by default only where that says it pays.
+    ``projection`` with ``components`` (K): model inputs whose features fit a channel projection
+    (``splitwire.projection``: the first K principal components of the C channels); the head ONNX
+    ends with it and the tail ONNX starts with the reconstruction, so the features that travel
+    (and that ``calibration`` and ``prior`` see) have K channels. Its held-out top-1 agreement with
+    the unsplit model is published with it (``fit_split_projection``).
     """
     repository.check_name(name)
     import codec_cupy as cc
@@ -167,9 +208,19 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
         raise cc.ConfigError("a prior needs at least one input to fit on")
     if prior is not None and transform != "none" and bits < 2:
         raise cc.ConfigError("a prior with transform='dct' needs bits >= 2 (its zero point is the middle symbol)")
+    if (projection is None) != (components is None):
+        raise cc.ConfigError("a channel projection needs both components (K) and inputs to fit it on")
+    if projection is not None and not len(projection):
+        raise cc.ConfigError("a channel projection needs at least one input to fit on")
+    fitted_projection = projected = None
+    if projection is not None:
+        fitted_projection, projected = fit_split_projection(model, layer, projection, components, channel_axis)
     with tempfile.TemporaryDirectory(prefix="splitwire-export-") as tmp:
         head_path, tail_path, point, err, out_shape = export_onnx(
-            model, layer, Path(tmp), tuple(input_shape), opset=opset)
+            model, layer, Path(tmp), tuple(input_shape), opset=opset, projection=fitted_projection)
+        feature_shape = list(point.shape[1:])
+        if fitted_projection is not None:
+            feature_shape[channel_axis % len(point.shape) - 1] = fitted_projection.components
         head_bytes = head_path.read_bytes()
         axis = channel_axis
         if axis != 1 and axis == len(point.shape) - 1:
@@ -185,7 +236,7 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
             "split": layer,
             "input": {"name": "input", "shape": list(input_shape), "dtype": "float32"},
             "preprocess": preprocess or {},
-            "feature_shape": list(point.shape[1:]),
+            "feature_shape": feature_shape,
             "output_shape": list(out_shape),
             "codec": {"bits": bits, "granularity": granularity, "axis": axis, "clip": clip,
                       "quantizer": quantizer, **({"transform": transform, "block": block, "step": step,
@@ -194,6 +245,7 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
                       **({"search": search} if search != "greedy" else {})},
             "max_batch": max_batch,
             **({"calibration": {"inputs": len(calibration)}} if calibration is not None else {}),
+            **({"projection": projected} if projected is not None else {}),
             "head": {"model": f"{name}_head", "sha256": hashlib.sha256(head_bytes).hexdigest(),
                      "bytes": len(head_bytes)},
             "labels": labels,
@@ -216,4 +268,5 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
             prior=None if fitted is None else fitted.to_bytes())
     return ExportResult(name=name, point=point, repository=Path(out),
                         head_onnx=Path(out) / f"{name}_head" / "1" / "head.onnx",
-                        max_abs_error=err, models=models, codec=meta["codec"], prior=meta.get("prior"))
+                        max_abs_error=err, models=models, codec=meta["codec"], prior=meta.get("prior"),
+                        projection=projected)

@@ -53,6 +53,8 @@ def test_config_expands_points():
     (_cfg(codecs=[{"type": "splitwire", "prior": "yes"}]), "splitwire.prior"),
     (_cfg(codecs=[{"type": "splitwire", "prior": "2fold", "transform": "dct", "bits": 1}]), "bits >= 2"),
     (_cfg(codecs=[{"type": "splitwire", "prior": "2fold", "prior_tables": 0}]), "prior_tables"),
+    (_cfg(codecs=[{"type": "splitwire", "pca": 0}]), "splitwire.pca"),
+    (_cfg(codecs=[{"type": "splitwire", "pca": 1.5}]), "splitwire.pca"),
     (_cfg(models=[{"name": "x", "photos": ["flickr"]}]), "models[0].photos"),
     (_cfg(codecs=[{"type": "bpg"}]), "unknown codec type 'bpg'"),
     (_cfg(codecs=[{"bits": 4}]), "codecs[0]: expected a mapping with a 'type'"),
@@ -242,3 +244,39 @@ def test_prior_2fold_codes_each_sample_with_the_prior_of_the_other_fold():
     assert plain.for_sample(3) is plain
     with pytest.raises(ValueError, match="two samples"):
         make_codec(point, FeatureInfo((1, 6, 4, 4), 1)).prepare(feats[:1])
+
+
+def test_pca_codes_each_fold_on_the_components_of_the_other_fold():
+    """``pca: f``: the projection (and a ``prior: 2fold``) of each sample are fitted on the other
+    fold; the blob carries ceil(f * C) channels; channels-last features project along their axis."""
+    import codec_cupy as cc
+    from splitwire.projection import fit_projection
+
+    (point,) = expand_codec_entry({"type": "splitwire", "transform": "dct", "block": "map", "frequency_weight": 0.5,
+                                   "prior": "2fold", "pca": 0.25, "step": 0.05})
+    assert point["line"] == "splitwire dct(map) w=0.5 pca=0.25 prior"
+    rng = np.random.default_rng(1)
+    latent = rng.standard_normal((20, 2, 8, 8))
+    feats = np.maximum(np.einsum("nrhw,cr->nchw", latent, rng.standard_normal((8, 2))), 0).astype(np.float32)
+    codec = make_codec(point, FeatureInfo((1, 8, 8, 8), 1))
+    with pytest.raises(RuntimeError, match="prepare"):
+        codec.for_sample(0)
+    codec.prepare(feats)
+    even, odd = codec.for_sample(0), codec.for_sample(1)
+    assert even is codec.for_sample(2) and odd is codec.for_sample(3)
+    want = fit_projection(feats[1::2], 2)                              # fitted on the odd samples
+    np.testing.assert_array_equal(even.projection.basis, want.basis)
+    blob = even.encode(feats[:1])
+    info = cc.inspect(blob)
+    assert info["shape"] == [1, 2, 8, 8] and info["prior"] == f"{even.coder.prior.id:#010x}"
+    back = even.decode(blob)
+    assert back.shape == (1, 8, 8, 8) and back.min() >= 0
+    np.testing.assert_array_equal(back, want.reconstruct(cc.decode(blob, prior=even.coder.prior)))
+    assert np.abs(back - feats[:1]).mean() < 0.5 * np.abs(feats[:1]).mean()
+    last = np.ascontiguousarray(np.moveaxis(feats, 1, -1))          # Swin-T's layout
+    plain = make_codec(expand_codec_entry({"type": "splitwire", "pca": 0.5, "bits": 4})[0], FeatureInfo((1, 8, 8, 8), 3))
+    plain.prepare(last)
+    blob = plain.for_sample(1).encode(last[1:2])
+    assert cc.inspect(blob)["shape"] == [1, 8, 8, 4] and plain.for_sample(1).decode(blob).shape == (1, 8, 8, 8)
+    with pytest.raises(ValueError, match="two samples"):
+        make_codec(point, FeatureInfo((1, 8, 8, 8), 1)).prepare(feats[:1])

@@ -324,6 +324,67 @@ def test_cli_export_fits_a_prior_on_images(tmp_path):
     assert r.returncode == 1 and "--prior" in r.stderr and not (out / "tp2").exists()
 
 
+def test_export_folds_a_channel_projection_into_the_head_and_the_tail(tiny, tmp_path):
+    """The head ONNX ends with the projection (K channels travel), the tail ONNX starts with the
+    reconstruction; a prior and the decoder's limits see the projected features."""
+    import onnxruntime as ort
+
+    import codec_cupy as cc
+    from splitwire.projection import fit_projection
+
+    rng = np.random.default_rng(7)
+    inputs = [rng.standard_normal((1, *tiny.input_shape)).astype(np.float32) for _ in range(6)]
+    head, tail, point = split(tiny.module, "layer2", torch.from_numpy(inputs[0]))
+    channels = point.shape[1]
+    res = export_split(tiny.module, "layer2", tmp_path, name="pj", input_shape=tiny.input_shape, bits=4,
+                       projection=inputs, components=3, prior=inputs, prior_tables=4)
+    meta = json.loads((tmp_path / "pj" / "splitwire.json").read_text())
+    assert meta["feature_shape"] == [3, *point.shape[2:]] and res.projection == meta["projection"]
+    p = meta["projection"]
+    assert (p["method"], p["channels"], p["components"], p["inputs"]) == ("pca", channels, 3, 6)
+    assert 0 < p["energy"] <= 1 and p["nonnegative"] and 0 <= p["held_out_agreement"] <= 100
+    opts = ["CPUExecutionProvider"]
+    h = ort.InferenceSession(str(tmp_path / "pj_head" / "1" / "head.onnx"), providers=opts)
+    t = ort.InferenceSession(str(tmp_path / "pj_tail" / "1" / "model.onnx"), providers=opts)
+    x = np.concatenate(inputs)
+    with torch.no_grad():
+        feats = head(torch.from_numpy(x)).numpy()
+    want = fit_projection(feats, 3)                                  # the same fit, in NumPy
+    y = h.run(None, {"input": x})[0]
+    np.testing.assert_allclose(y, want.project(feats), atol=1e-3)
+    with torch.no_grad():
+        logits = tail(torch.from_numpy(want.reconstruct(y))).numpy()
+    np.testing.assert_allclose(t.run(None, {"features": y})[0], logits, atol=1e-3)
+    prior = cc.Prior.load(tmp_path / "pj_decoder" / "1" / "prior.swprior")
+    assert prior.positions == 3 * int(np.prod(point.shape[2:]))     # fitted on the K projected channels
+    shape = json.dumps([3, *point.shape[2:]])
+    assert f'key: "feature_shape" value: {{ string_value: "{shape}" }}' in (tmp_path / "pj_decoder" / "config.pbtxt").read_text()
+    with pytest.raises(cc.ConfigError, match="both components"):
+        export_split(tiny.module, "layer2", tmp_path, name="half", input_shape=tiny.input_shape, components=3)
+    with pytest.raises(cc.ConfigError, match="at least one input"):
+        export_split(tiny.module, "layer2", tmp_path, name="none", input_shape=tiny.input_shape, projection=[],
+                     components=3)
+    assert not (tmp_path / "half").exists() and not (tmp_path / "none").exists()
+
+
+def test_cli_export_projects_on_principal_components(tmp_path):
+    import subprocess
+    import sys
+
+    images = _image_folder(tmp_path / "images", 4, seed=5)
+    out = tmp_path / "repo"
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
+                        "--out", str(out), "--name", "pc", "--components", "2", "--project", str(images)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "projected on 2 of" in r.stdout and "held out" in r.stdout
+    assert json.loads((out / "pc" / "splitwire.json").read_text())["feature_shape"][0] == 2
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
+                        "--out", str(out), "--name", "pc2", "--components", "2"], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 2 and "--project" in r.stderr and not (out / "pc2").exists()
+
+
 def test_client_uses_a_prior_only_with_the_settings_it_was_fitted_for():
     """A prior's positions depend on the bit depth and, with a transform, on the block size: the
     client codes with it only under those settings (and where the export's held-out gain says so)."""

@@ -36,6 +36,7 @@ from splitwire.serve import resolve_ports  # noqa: E402
 MODEL = "effnet"
 PRIOR_MODEL = "effnet_prior"          # the same split at 2 bits with a shared prior (fitted on images 10-19)
 DCT_PRIOR_MODEL = "effnet_dct_prior"  # ... and with the DCT and a prior over its blocks x frequencies
+PROJECTED_MODEL = "effnet_pca"        # ... the DCT and a prior on 28 principal components of the 112 channels
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +56,9 @@ def repo(spec, tmp_path_factory):
     export_split(spec.module, "_blocks.8", out, name=DCT_PRIOR_MODEL, input_shape=spec.input_shape,
                  transform="dct", block=7, step=0.04, preprocess=spec.preprocess, labels=spec.labels,
                  max_batch=8, prior=fit)
+    export_split(spec.module, "_blocks.8", out, name=PROJECTED_MODEL, input_shape=spec.input_shape,
+                 transform="dct", block=7, step=0.04, preprocess=spec.preprocess, labels=spec.labels,
+                 max_batch=8, prior=fit, projection=fit, components=28)
     return out
 
 
@@ -286,6 +290,28 @@ def test_a_dct_prior_model_takes_version_3_transform_blobs(server, images, head_
     finally:
         c.close()
         plain.close()
+
+
+def test_a_projected_model_sends_principal_components_and_the_tail_reconstructs(server, repo, images, head_cache):
+    """``export --components``: the head ends with the channel projection, so the client codes 28
+    channels instead of 112, and the tail model starts with the reconstruction: the server's logits
+    are the exported tail's on the decoded components."""
+    import onnxruntime as ort
+
+    c = SplitClient(server.url, PROJECTED_MODEL, prior=True)
+    tail = ort.InferenceSession(str(repo / f"{PROJECTED_MODEL}_tail" / "1" / "model.onnx"),
+                                providers=["CPUExecutionProvider"])
+    try:
+        assert c.meta["feature_shape"] == [28, 14, 14] and c.meta["projection"]["channels"] == 112
+        for name, x, _ in images[:3]:
+            f = c.head(x)
+            assert f.shape == (1, 28, 14, 14)
+            blob = c.encode(f)
+            assert blob[4] == 3 and cc.inspect(blob)["shape"] == [1, 28, 14, 14]
+            want = tail.run(None, {"features": cc.decode(blob, prior=c.prior)})[0]
+            np.testing.assert_allclose(c.send(blob), want, rtol=1e-4, atol=1e-4)
+    finally:
+        c.close()
 
 
 @pytest.mark.parametrize("payload", ["raw", "fp16"])

@@ -13,7 +13,12 @@ Registry (``type:`` in the YAML):
   ``prior: 2fold`` codes with a shared prior (``codec_cupy.fit_prior``, ``prior_tables`` tables): the
   samples are split into two folds (even and odd indices) and each is coded with the prior fitted on
   the other fold, so no sample is coded with a prior that has seen it; the prior itself, held by both
-  ends, is not counted in the rate.
+  ends, is not counted in the rate. ``pca: f`` (a fraction of the channels, in (0, 1]) codes the
+  first ceil(f * C) principal components of the channels instead of the channels
+  (``splitwire.projection``, the projection ``export --components`` folds into the head and the
+  tail), fitted on the other fold like a prior (a prior then is fitted on that fold's projected
+  features); the reconstruction is clamped at 0 where the fitted features were all >= 0. The
+  projection (C x K floats), held by both ends, is not counted in the rate either.
 * ``float32`` / ``float16``: raw little-endian values.
 * ``int8``: per-tensor min-max to uint8 + 8-byte (min, max) header, then ``zstd`` (level 3) or ``lz4``
   (frame); ``entropy: none`` sends the bytes as they are.
@@ -25,6 +30,7 @@ Registry (``type:`` in the YAML):
 
 from __future__ import annotations
 
+import copy
 import io
 import itertools
 import math
@@ -115,18 +121,22 @@ class SplitwireCodec(Codec):
             return
         if len(features) < 2:
             raise ValueError("prior: 2fold needs at least two samples (one per fold)")
-        import copy
-
-        if self._move:                            # fitted on what is coded: channels first
-            features = np.moveaxis(np.asarray(features), self.feature.channel_axis, 1)
         folds = []
         for fold in (0, 1):                       # fold f is coded with the prior fitted on the other one
-            other = features[1 - fold::2]
             coder = copy.copy(self)
-            coder.prior = self._cc.fit_prior([other[i:i + 1] for i in range(len(other))], self.config,
-                                             tables=self._prior_tables)
+            coder.prepare_prior(np.asarray(features)[1 - fold::2])
             folds.append(coder)
         self._folds = tuple(folds)
+
+    def prepare_prior(self, features):
+        """``prior: 2fold`` for one fold (``ProjectedCodec``): this codec's prior fitted on all of
+        ``features``, the samples of the other fold; without ``prior``, nothing."""
+        if not self._cross_fit:
+            return
+        if self._move:                            # fitted on what is coded: channels first
+            features = np.moveaxis(np.asarray(features), self.feature.channel_axis, 1)
+        self.prior = self._cc.fit_prior([features[i:i + 1] for i in range(len(features))], self.config,
+                                        tables=self._prior_tables)
 
     def for_sample(self, index):
         if not self._cross_fit:
@@ -144,6 +154,59 @@ class SplitwireCodec(Codec):
     def decode(self, blob):
         y = np.asarray(self._cc.decode(blob, prior=self.prior), dtype=np.float32)
         return np.ascontiguousarray(np.moveaxis(y, 1, self.feature.channel_axis)) if self._move else y
+
+
+class ProjectedCodec(Codec):
+    """``splitwire`` with ``pca``: each fold's samples are projected on the principal components of
+    the other fold's channels, coded by a ``SplitwireCodec`` for the projected layout (with its
+    ``prior: 2fold`` fitted on the other fold's projected features), and reconstructed."""
+
+    type = "splitwire"
+
+    def __init__(self, params, feature):
+        super().__init__(params, feature)
+        from ..projection import components_for
+
+        p = dict(params)
+        keep = p.pop("pca")
+        self._axis = feature.channel_axis % len(feature.shape)
+        shape = list(feature.shape)
+        shape[self._axis] = components_for(shape[self._axis], float(keep))
+        self._components = shape[self._axis]
+        self._inner = SplitwireCodec(p, FeatureInfo(tuple(shape), feature.channel_axis))
+        self._folds: tuple = ()
+
+    def prepare(self, features):
+        from ..projection import fit_projection
+
+        features = np.asarray(features)
+        if len(features) < 2:
+            raise ValueError("pca needs at least two samples (one per fold)")
+        folds = []
+        for fold in (0, 1):
+            other = features[1 - fold::2]
+            projection = fit_projection(other, self._components, axis=self._axis)
+            coder = copy.copy(self._inner)
+            coder.prepare_prior(projection.project(other))
+            folds.append(_ProjectedCoder(projection, coder))
+        self._folds = tuple(folds)
+
+    def for_sample(self, index):
+        if not self._folds:
+            raise RuntimeError("pca: prepare() was not called with the samples")
+        return self._folds[index % 2]
+
+
+@dataclass(frozen=True)
+class _ProjectedCoder:
+    projection: object                  # splitwire.projection.Projection
+    coder: SplitwireCodec
+
+    def encode(self, x):
+        return self.coder.encode(self.projection.project(x))
+
+    def decode(self, blob):
+        return self.projection.reconstruct(self.coder.decode(blob))
 
 
 class Float32Codec(Codec):
@@ -393,7 +456,7 @@ CODECS: dict[str, type[Codec]] = {c.type: c for c in (
 # type -> (allowed keys, sweep key that varies along a line or None, display name)
 _SCHEMA = {
     "splitwire": ({"bits", "quantizer", "granularity", "clip", "percentile", "ecsq_lambda", "sparse", "transform",
-                   "block", "step", "frequency_weight", "prior", "prior_tables"}, "bits", "splitwire"),
+                   "block", "step", "frequency_weight", "prior", "prior_tables", "pca"}, "bits", "splitwire"),
     "float32": (set(), None, "float32"),
     "float16": (set(), None, "float16"),
     "int8": ({"entropy", "level"}, None, "int8"),
@@ -406,9 +469,11 @@ _REQUIRED = {"jpeg": ("quality",), "webp": ("quality",), "hevc": ("qp",)}
 
 
 def _prior_suffix(p: dict) -> str:
+    """The line name's ending for the shared side information: `` prior``, `` pca=0.25``."""
+    s = f" pca={p['pca']:g}" if "pca" in p else ""
     if p.get("prior", "none") == "none":
-        return ""
-    return " prior" + (f"(T={p['prior_tables']})" if "prior_tables" in p else "")
+        return s
+    return s + " prior" + (f"(T={p['prior_tables']})" if "prior_tables" in p else "")
 
 
 def _line_name(typ: str, p: dict) -> str:
@@ -483,6 +548,9 @@ def _validate_params(typ: str, p: dict) -> None:
             raise ValueError("splitwire.prior: a prior with transform: dct needs bits >= 2")
         if isinstance(tables, bool) or not isinstance(tables, int) or not 1 <= tables <= 256:
             raise ValueError(f"splitwire.prior_tables: expected an integer in [1, 256], got {tables!r}")
+        keep = p.pop("pca", 1.0)
+        if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 < keep <= 1.0:
+            raise ValueError(f"splitwire.pca: expected the fraction of channels kept, in (0, 1], got {keep!r}")
         try:
             cc.CodecConfig(**{**p, "block": 8} if p.get("block") == "map" else p)
         except (cc.ConfigError, TypeError) as e:
@@ -503,4 +571,6 @@ def _validate_params(typ: str, p: dict) -> None:
 
 
 def make_codec(point: dict, feature: FeatureInfo) -> Codec:
+    if point["type"] == "splitwire" and "pca" in point["params"]:
+        return ProjectedCodec(point["params"], feature)
     return CODECS[point["type"]](point["params"], feature)

@@ -15,7 +15,7 @@ __all__ = ["ConfigError", "EvalConfig", "ModelEntry", "load_config", "parse_conf
 
 DATASETS = ("imagenet", "fashion_mnist")
 METRICS = ("top1", "agreement")
-PHOTO_SOURCES = ("foolbox", "skimage", "sklearn", "debian")
+PHOTO_SOURCES = ("foolbox", "skimage", "sklearn", "debian", "lomiri", "plasma")
 
 
 class ConfigError(ValueError):

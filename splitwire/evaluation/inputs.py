@@ -7,7 +7,13 @@ ImageNet models (``dataset: imagenet``) see real photos that install offline:
   ones are replicated to RGB); synthetic/diagram images of that folder are left out;
 * ``sklearn``: ``china.jpg`` and ``flower.jpg`` of scikit-learn's sample images;
 * ``debian``: the nature photos of Debian's ``mate-backgrounds`` package
-  (``/usr/share/backgrounds/mate/nature/*.jpg``; ``apt-get install mate-backgrounds``).
+  (``/usr/share/backgrounds/mate/nature/*.jpg``; ``apt-get install mate-backgrounds``);
+* ``lomiri``: the photographs among Debian's ``lomiri-wallpapers-16.04`` (the Ubuntu 16.04 community
+  wallpapers, ``/usr/share/backgrounds``; its two abstract images are left out);
+* ``plasma``: the photographs among Debian's ``plasma-workspace-wallpapers`` (KDE's wallpapers, most
+  of them drawings, which are left out), each at its largest resolution.
+
+``bash scripts/photos.sh`` installs the three Debian packages (best effort, as root).
 
 Sources that are not installed are skipped and reported (``InputSet.sources``). With ``crops: 5``,
 images at least twice the model's input size also give their 4 corner crops (half the shorter
@@ -34,6 +40,17 @@ SKIMAGE_PHOTOS = ("astronaut.png", "chelsea.png", "coffee.png", "motorcycle_left
                   "brick.png", "grass.png", "gravel.png", "page.png", "text.png", "clock_motion.png",
                   "cell.png")
 DEBIAN_GLOBS = ("/usr/share/backgrounds/mate/nature/*.jpg",)
+# The photographs of lomiri-wallpapers-16.04 (analogpattern and umang are abstract images).
+LOMIRI_PHOTOS = ("Bridge_by_Sander_Klootwijk", "Dragonfly_by_Bolly", "Picture_0B_by_freespace",
+                 "Picture_1A_by_freespace", "Wine_by_Jakkub_Mede", "aitzgorri_by_Aitzol_Berasategi",
+                 "free_by_Peter_Nerlich", "friends_by_Aitzol_Berasategi", "greentock_by_Peter_Nerlich",
+                 "life_by_Aitzol_Berasategi", "picosdeeuropa_by_Aitzol_Berasategi",
+                 "seeding_by_Clements_Engelhardt", "sunset_by_Aitzol_Berasategi")
+LOMIRI_DIR = "/usr/share/backgrounds"
+# The photographs of plasma-workspace-wallpapers (its other 19 wallpapers are drawings and renders).
+PLASMA_PHOTOS = ("BytheWater", "ColdRipple", "ColorfulCups", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey",
+                 "Kite", "OneStandsOut", "Path", "summer_1am")
+PLASMA_DIR = "/usr/share/wallpapers"
 
 
 @dataclass
@@ -72,7 +89,23 @@ def photo_paths(source: str) -> list[tuple[Path, int]]:
         return [] if d is None else [(p, -1) for p in sorted((d / "datasets" / "images").glob("*.jpg"))]
     if source == "debian":
         return [(Path(p), -1) for g in DEBIAN_GLOBS for p in sorted(glob.glob(g))]
+    if source == "lomiri":
+        paths = (Path(LOMIRI_DIR) / f"{n}.jpg" for n in LOMIRI_PHOTOS)
+        return [(p, -1) for p in paths if p.is_file()]
+    if source == "plasma":
+        found = (_largest_image(Path(PLASMA_DIR) / n / "contents" / "images") for n in PLASMA_PHOTOS)
+        return [(p, -1) for p in found if p is not None]
     raise ValueError(f"unknown photo source {source!r}")
+
+
+def _largest_image(folder: Path) -> Path | None:
+    """The highest-resolution file of a KDE wallpaper's ``contents/images`` (named WIDTHxHEIGHT.ext)."""
+    def area(p: Path) -> int:
+        w, _, h = p.stem.partition("x")
+        return int(w) * int(h) if w.isdigit() and h.isdigit() else -1
+
+    files = sorted((p for p in folder.glob("*") if area(p) > 0), key=lambda p: (area(p), p.name))
+    return files[-1] if files else None
 
 
 def _crops(img, size: int, crops: int):

@@ -1,0 +1,93 @@
+"""The shared channel projection (splitwire.projection): fit, project, reconstruct, and the torch modules
+that export folds into the head and the tail."""
+
+import numpy as np
+import pytest
+
+from splitwire.projection import components_for, fit_projection
+
+
+def _correlated(rng, n=40, channels=12, rank=3, hw=(5, 6), relu=True):
+    """Features whose channels mix ``rank`` latent maps (plus a little noise), channels first."""
+    latent = rng.standard_normal((n, rank, *hw))
+    mix = rng.standard_normal((channels, rank))
+    x = np.einsum("nrhw,cr->nchw", latent, mix) + 0.01 * rng.standard_normal((n, channels, *hw))
+    return np.maximum(x, 0).astype(np.float32) if relu else x.astype(np.float32)
+
+
+def test_components_for_takes_counts_and_fractions():
+    assert components_for(64, 16) == 16 and components_for(64, 100) == 64
+    assert components_for(64, 0.25) == 16 and components_for(10, 0.25) == 3 and components_for(3, 0.01) == 1
+    assert components_for(64, 1.0) == 64
+    for bad in (0, -1, 0.0, 1.5, True, "16"):
+        with pytest.raises(ValueError):
+            components_for(64, bad)
+
+
+def test_full_rank_projection_reconstructs_exactly_and_keeps_all_the_energy():
+    rng = np.random.default_rng(0)
+    x = _correlated(rng, relu=False)
+    p = fit_projection(x, 12)
+    assert p.components == p.channels == 12 and p.energy == pytest.approx(1.0) and not p.nonnegative
+    y = p.project(x)
+    assert y.shape == x.shape and y.dtype == np.float32
+    np.testing.assert_allclose(p.reconstruct(y), x, atol=1e-4)
+    np.testing.assert_allclose(p.basis.T @ p.basis, np.eye(12), atol=1e-5)          # orthonormal
+
+
+def test_components_are_ordered_by_variance_and_capture_a_low_rank_signal():
+    rng = np.random.default_rng(1)
+    x = _correlated(rng, relu=False, rank=3)
+    p = fit_projection(x, 3)
+    assert p.energy > 0.999
+    var = p.project(x).var(axis=(0, 2, 3))
+    assert np.all(np.diff(var) <= 1e-6)
+    np.testing.assert_allclose(p.reconstruct(p.project(x)), x, atol=0.05)
+
+
+def test_nonnegative_features_reconstruct_nonnegative():
+    rng = np.random.default_rng(2)
+    x = _correlated(rng, relu=True)
+    p = fit_projection(x, 0.25)
+    assert p.nonnegative and p.components == 3
+    assert p.reconstruct(p.project(x)).min() >= 0
+
+
+def test_channels_last_lists_and_determinism():
+    rng = np.random.default_rng(3)
+    x = _correlated(rng, relu=False)
+    last = np.ascontiguousarray(np.moveaxis(x, 1, -1))
+    a = fit_projection(x, 4)
+    b = fit_projection([last[i:i + 1] for i in range(len(last))], 4, axis=3)   # one tensor per sample
+    np.testing.assert_allclose(a.basis, b.basis, atol=1e-5)
+    np.testing.assert_allclose(a.mean, b.mean, atol=1e-5)
+    assert b.project(last).shape == (*last.shape[:3], 4)
+    c = fit_projection(x, 4)
+    assert np.array_equal(a.basis, c.basis) and np.array_equal(a.mean, c.mean)
+    signs = a.basis[np.argmax(np.abs(a.basis), axis=0), np.arange(4)]
+    assert np.all(signs > 0)                                    # the sign convention
+
+
+def test_mismatched_channels_are_refused():
+    rng = np.random.default_rng(4)
+    p = fit_projection(_correlated(rng), 4)
+    with pytest.raises(ValueError, match="12 channels"):
+        p.project(np.zeros((1, 5, 2, 2), np.float32))
+    with pytest.raises(ValueError, match="disagree"):
+        fit_projection([np.zeros((1, 3, 2, 2)), np.zeros((1, 4, 2, 2))], 2)
+    with pytest.raises(ValueError, match="at least one"):
+        fit_projection([], 2)
+
+
+def test_torch_modules_match_numpy():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(5)
+    x = _correlated(rng, relu=True)
+    p = fit_projection(x, 5)
+    identity = torch.nn.Identity()
+    with torch.no_grad():
+        y = p.head_module(identity)(torch.from_numpy(x)).numpy()
+        back = p.tail_module(identity)(torch.from_numpy(y)).numpy()
+    np.testing.assert_allclose(y, p.project(x), atol=1e-4)
+    np.testing.assert_allclose(back, p.reconstruct(p.project(x)), atol=1e-4)
+    assert back.min() >= 0
