@@ -272,8 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--components", type=int, metavar="K",
                    help="with --project: send the first K principal components of the feature channels instead "
                         "of the channels (the head ends with the projection, the tail starts with the "
-                        "reconstruction; ReLU features: 33-47 %% fewer bits at the same accuracy on "
-                        "Fashion-MNIST ResNet-50 with --transform dct and --prior)")
+                        "reconstruction). With --transform dct and --prior, the Fashion-MNIST Swin-T splits stay "
+                        "within 1 point of top-1 on all 10,000 test images at 0.29-0.47 bits per element, "
+                        "57-68 %% below the DCT with a prior alone")
     e.add_argument("--project", nargs="+", metavar="IMAGE",
                    help="images (or folders of images) whose features fit the channel projection of --components")
     e.set_defaults(fn=_export)

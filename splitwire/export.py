@@ -65,9 +65,10 @@ def export_onnx(model: torch.nn.Module, layer: str, workdir: Path, input_shape: 
                 ) -> tuple[Path, Path, SplitPoint, float, tuple[int, ...]]:
     """Write head.onnx / tail.onnx into ``workdir`` and check them against ``model``.
 
-    ``projection`` (``splitwire.projection.Projection``): the head ends with it and the tail starts
-    with its reconstruction; the ONNX pair is then checked against the same torch modules (the
-    projection is lossy: ``model(x)`` is no longer the reference).
+    ``projection`` (``splitwire.projection.Projection``): the head ends with it, emitting the K
+    components channels first (N, K, ...) also for channels-last models, and the tail starts with its
+    reconstruction; the ONNX pair is then checked against the same torch modules (the projection is
+    lossy: ``model(x)`` is no longer the reference).
     Returns (head, tail, split point, max |error|, output shape without batch).
     """
     model = model.eval()
@@ -75,8 +76,9 @@ def export_onnx(model: torch.nn.Module, layer: str, workdir: Path, input_shape: 
     one = torch.randn((1, *input_shape), generator=gen)
     head, tail, point = split(model, layer, one)
     reference = model
-    if projection is not None:
-        head, tail = projection.head_module(head).eval(), projection.tail_module(tail).eval()
+    if projection is not None:                       # channels first: (N, K, ...) whatever the model's layout
+        head = projection.head_module(head, channels_first=True).eval()
+        tail = projection.tail_module(tail, channels_first=True).eval()
         reference = torch.nn.Sequential(head, tail).eval()
     with torch.no_grad():
         feats = head(one)
@@ -194,7 +196,8 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
     ``projection`` with ``components`` (K): model inputs whose features fit a channel projection
     (``splitwire.projection``: the first K principal components of the C channels); the head ONNX
     ends with it and the tail ONNX starts with the reconstruction, so the features that travel
-    (and that ``calibration`` and ``prior`` see) have K channels. Its held-out top-1 agreement with
+    (and that ``calibration`` and ``prior`` see) have K channels, first ((N, K, H, W) also after a
+    channels-last split such as Swin's: ``transform='dct'`` then applies). Its held-out top-1 agreement with
     the unsplit model is published with it (``fit_split_projection``).
     """
     repository.check_name(name)
@@ -219,10 +222,12 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
         head_path, tail_path, point, err, out_shape = export_onnx(
             model, layer, Path(tmp), tuple(input_shape), opset=opset, projection=fitted_projection)
         feature_shape = list(point.shape[1:])
-        if fitted_projection is not None:
-            feature_shape[channel_axis % len(point.shape) - 1] = fitted_projection.components
-        head_bytes = head_path.read_bytes()
         axis = channel_axis
+        if fitted_projection is not None:              # the projected head emits channels first
+            feature_shape.pop(channel_axis % len(point.shape) - 1)
+            feature_shape.insert(0, fitted_projection.components)
+            axis = 1
+        head_bytes = head_path.read_bytes()
         if axis != 1 and axis == len(point.shape) - 1:
             axis = -1  # channels last: the codec's axis counted from the end
             if transform != "none":

@@ -64,13 +64,15 @@ class Projection:
             np.maximum(x, 0, out=x)
         return np.ascontiguousarray(np.moveaxis(x, -1, self.axis))
 
-    def head_module(self, head):
-        """``head`` followed by the projection, as a torch module (ONNX-exportable)."""
-        return _Project(head, self)
+    def head_module(self, head, channels_first: bool = False):
+        """``head`` followed by the projection, as a torch module (ONNX-exportable). The components
+        take the channels' place, or with ``channels_first`` dimension 1 ((N, H, W, C) -> (N, K, H, W):
+        the layout the codec's DCT needs)."""
+        return _torch_modules()[0](head, self, channels_first)
 
-    def tail_module(self, tail):
-        """The reconstruction followed by ``tail``, as a torch module (ONNX-exportable)."""
-        return _Reconstruct(tail, self)
+    def tail_module(self, tail, channels_first: bool = False):
+        """The reconstruction (from ``head_module``'s layout) followed by ``tail``, as a torch module."""
+        return _torch_modules()[1](tail, self, channels_first)
 
     def describe(self) -> dict:
         return {"method": "pca", "channels": self.channels, "components": self.components,
@@ -131,27 +133,29 @@ def _torch_modules():
     import torch
 
     class Project(torch.nn.Module):
-        def __init__(self, head, p: Projection):
+        def __init__(self, head, p: Projection, channels_first: bool):
             super().__init__()
-            self.head, self.axis = head, p.axis
+            self.head, self.axis, self.first = head, p.axis, channels_first
             self.register_buffer("mean", torch.from_numpy(p.mean.copy()))
             self.register_buffer("basis", torch.from_numpy(p.basis.copy()))
 
         def forward(self, x):
             f = self.head(x)
             to_last, back = _permutations(f.dim(), self.axis)
-            return ((f.permute(to_last) - self.mean) @ self.basis).permute(back)
+            y = (f.permute(to_last) - self.mean) @ self.basis          # components last
+            return y.permute(_last_to_first(y.dim()) if self.first else back)
 
     class Reconstruct(torch.nn.Module):
-        def __init__(self, tail, p: Projection):
+        def __init__(self, tail, p: Projection, channels_first: bool):
             super().__init__()
-            self.tail, self.axis, self.nonnegative = tail, p.axis, p.nonnegative
+            self.tail, self.axis, self.first, self.nonnegative = tail, p.axis, channels_first, p.nonnegative
             self.register_buffer("mean", torch.from_numpy(p.mean.copy()))
             self.register_buffer("basis_t", torch.from_numpy(np.ascontiguousarray(p.basis.T)))
 
         def forward(self, y):
             to_last, back = _permutations(y.dim(), self.axis)
-            x = y.permute(to_last) @ self.basis_t + self.mean
+            y = y.permute(_first_to_last(y.dim()) if self.first else to_last)   # components last
+            x = y @ self.basis_t + self.mean
             if self.nonnegative:
                 x = torch.clamp(x, min=0.0)
             return self.tail(x.permute(back))
@@ -168,9 +172,11 @@ def _permutations(ndim: int, axis: int) -> tuple[list[int], list[int]]:
     return to_last, back
 
 
-def _Project(head, p):
-    return _torch_modules()[0](head, p)
+def _last_to_first(ndim: int) -> list[int]:
+    """(N, ..., K) -> (N, K, ...)."""
+    return [0, ndim - 1, *range(1, ndim - 1)]
 
 
-def _Reconstruct(tail, p):
-    return _torch_modules()[1](tail, p)
+def _first_to_last(ndim: int) -> list[int]:
+    """(N, K, ...) -> (N, ..., K)."""
+    return [0, *range(2, ndim), 1]

@@ -367,6 +367,37 @@ def test_export_folds_a_channel_projection_into_the_head_and_the_tail(tiny, tmp_
     assert not (tmp_path / "half").exists() and not (tmp_path / "none").exists()
 
 
+def test_a_projected_channels_last_split_sends_channels_first_and_takes_the_dct(tmp_path):
+    """Swin-T's maps are channels last (N, H, W, C); its projected head emits (N, K, H, W), so the
+    DCT (which codes the last two dimensions as the maps) applies where it was refused before."""
+    import onnxruntime as ort
+
+    import codec_cupy as cc
+
+    spec = models.load("fmnist_swin_t")
+    rng = np.random.default_rng(8)
+    inputs = [rng.uniform(-1, 1, (1, *spec.input_shape)).astype(np.float32) for _ in range(6)]
+    with pytest.raises(cc.ConfigError, match="channels-first"):
+        export_split(spec.module, "features.1", tmp_path, name="sw", input_shape=spec.input_shape,
+                     channel_axis=spec.channel_axis, transform="dct", block=7)
+    res = export_split(spec.module, "features.1", tmp_path, name="sw", input_shape=spec.input_shape,
+                       channel_axis=spec.channel_axis, transform="dct", block=7, step=0.05,
+                       projection=inputs, components=6)
+    meta = json.loads((tmp_path / "sw" / "splitwire.json").read_text())
+    assert meta["feature_shape"] == [6, 14, 14] and meta["codec"]["axis"] == 1 and res.projection["channels"] == 24
+    opts = ["CPUExecutionProvider"]
+    h = ort.InferenceSession(str(tmp_path / "sw_head" / "1" / "head.onnx"), providers=opts)
+    t = ort.InferenceSession(str(tmp_path / "sw_tail" / "1" / "model.onnx"), providers=opts)
+    x = np.concatenate(inputs)
+    y = h.run(None, {"input": x})[0]
+    assert y.shape == (6, 6, 14, 14)
+    blob = cc.encode(y[:1], cc.CodecConfig(transform="dct", block=7, step=0.05))
+    assert t.run(None, {"features": cc.decode(blob)})[0].shape == (1, 10)
+    with torch.no_grad():
+        want = spec.module(torch.from_numpy(x)).numpy()
+    assert t.run(None, {"features": y})[0].shape == want.shape
+
+
 def test_cli_export_projects_on_principal_components(tmp_path):
     import subprocess
     import sys

@@ -91,3 +91,10 @@ def test_torch_modules_match_numpy():
     np.testing.assert_allclose(y, p.project(x), atol=1e-4)
     np.testing.assert_allclose(back, p.reconstruct(p.project(x)), atol=1e-4)
     assert back.min() >= 0
+    last = np.ascontiguousarray(np.moveaxis(x, 1, -1))                     # channels last (Swin)
+    q = fit_projection(last, 5, axis=3)
+    with torch.no_grad():
+        y = q.head_module(identity, channels_first=True)(torch.from_numpy(last)).numpy()
+        back = q.tail_module(identity, channels_first=True)(torch.from_numpy(y)).numpy()
+    np.testing.assert_allclose(y, np.moveaxis(q.project(last), -1, 1), atol=1e-4)
+    np.testing.assert_allclose(back, q.reconstruct(q.project(last)), atol=1e-4)
