@@ -66,7 +66,7 @@ def _export(a) -> int:
                            channel_axis=spec.channel_axis, calibration=calibration, prior=inputs.get("--prior"),
                            prior_tables=a.prior_tables, projection=inputs.get("--project"),
                            components=a.components)
-    except (SplitError, VerificationError, CodecConfigError, ValueError) as e:
+    except (SplitError, VerificationError, CodecConfigError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 1
     shape = "x".join(map(str, res.point.shape[1:]))

@@ -215,6 +215,8 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
         raise cc.ConfigError("a channel projection needs both components (K) and inputs to fit it on")
     if projection is not None and not len(projection):
         raise cc.ConfigError("a channel projection needs at least one input to fit on")
+    if components is not None and (isinstance(components, bool) or not isinstance(components, int) or components < 1):
+        raise cc.ConfigError(f"components must be an integer >= 1 (the principal components kept), got {components!r}")
     fitted_projection = projected = None
     if projection is not None:
         fitted_projection, projected = fit_split_projection(model, layer, projection, components, channel_axis)

@@ -98,7 +98,7 @@ def fit_projection(features, components: float | int, axis: int = 1) -> Projecti
     or a fraction of C (``components_for``). Deterministic: each component's sign makes its largest
     coefficient positive."""
     arrays = features if isinstance(features, (list, tuple)) else [features]
-    channels, count = None, 0
+    channels, count, nonnegative = None, 0, True
     total = cross = None
     for a in arrays:
         x = np.moveaxis(np.asarray(a, np.float32), axis, -1)
@@ -111,6 +111,7 @@ def fit_projection(features, components: float | int, axis: int = 1) -> Projecti
         total += x.sum(0)
         cross += x.T @ x
         count += x.shape[0]
+        nonnegative = nonnegative and (x.size == 0 or float(x.min()) >= 0)
     if not count:
         raise ValueError("fit_projection needs at least one feature value")
     k = components_for(channels, components)
@@ -122,7 +123,6 @@ def fit_projection(features, components: float | int, axis: int = 1) -> Projecti
     signs = np.sign(vectors[np.argmax(np.abs(vectors), axis=0), np.arange(channels)])
     vectors = vectors * np.where(signs == 0, 1, signs)
     energy = float(values[:k].sum() / values.sum()) if values.sum() > 0 else 1.0
-    nonnegative = all(float(np.min(a)) >= 0 for a in arrays)
     return Projection(mean.astype(np.float32), np.ascontiguousarray(vectors[:, :k], np.float32), nonnegative,
                       energy, axis)
 

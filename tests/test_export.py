@@ -364,7 +364,11 @@ def test_export_folds_a_channel_projection_into_the_head_and_the_tail(tiny, tmp_
     with pytest.raises(cc.ConfigError, match="at least one input"):
         export_split(tiny.module, "layer2", tmp_path, name="none", input_shape=tiny.input_shape, projection=[],
                      components=3)
-    assert not (tmp_path / "half").exists() and not (tmp_path / "none").exists()
+    for bad in (0, -2, 2.5, True):
+        with pytest.raises(cc.ConfigError, match="components must be an integer"):
+            export_split(tiny.module, "layer2", tmp_path, name="bad", input_shape=tiny.input_shape, projection=inputs,
+                         components=bad)
+    assert not any((tmp_path / n).exists() for n in ("half", "none", "bad"))
 
 
 def test_a_projected_channels_last_split_sends_channels_first_and_takes_the_dct(tmp_path):
@@ -414,6 +418,10 @@ def test_cli_export_projects_on_principal_components(tmp_path):
                         "--out", str(out), "--name", "pc2", "--components", "2"], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 2 and "--project" in r.stderr and not (out / "pc2").exists()
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
+                        "--out", str(out), "--name", "pc3", "--components", "0", "--project", str(images)],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 1 and "components must be an integer >= 1" in r.stderr and not (out / "pc3").exists()
 
 
 def test_client_uses_a_prior_only_with_the_settings_it_was_fitted_for():
