@@ -184,6 +184,31 @@ def test_analysis_smallest_and_dominance():
     d = dominance(sw, base)
     assert d["points"] == 3 and d["beaten_or_tied"] == 1
     assert [x["label"] for x in d["lost"]] == ["hevc@0.3", "hevc@1.0"]
+    assert not any(x["above_reference"] for x in d["lost"])          # no reference given
+    d = dominance(sw, base + [_row(2.5, 100.0, "hevc")], reference=99.8)
+    assert [x["above_reference"] for x in d["lost"]] == [False, True]   # 99.9 > 99.8; 100 at 2.5 is tied
+
+
+def test_report_flags_baseline_points_above_the_unsplit_model():
+    """A lost baseline point that scores above the unsplit model is named as such in the report."""
+    from splitwire.evaluation.report import render
+
+    def point(typ, bpe, top1):
+        return {"model": "m", "split": "s", "type": typ, "line": "HEVC x265 (tiled)" if typ == "hevc" else typ,
+                "label": f"{typ}@{bpe}", "bpe": bpe, "kb_per_sample": bpe, "top1": top1, "agreement": None,
+                "metric": "top1", "error": None}
+
+    results = {"config": "t", "source": "t.yaml", "tolerance": 1.0, "wall_s": 60.0, "hevc": "x265",
+               "machine": {"threads": 1}, "skipped_models": [],
+               "models": [{"model": "m", "metric": "top1", "top1": 83.0, "sources": {"fashion_mnist": 10},
+                           "inputs": 10, "labelled": 10,
+                           "splits": [{"split": "s", "feature_shape": [4, 2, 2], "elements": 16,
+                                       "split_top1": 83.0, "split_agreement": 100.0}]}],
+               "points": [point("splitwire", 0.5, 82.5), point("splitwire", 2.0, 83.0),
+                          point("hevc", 1.0, 82.9), point("hevc", 3.0, 83.4)]}
+    text = render(results, {})
+    assert "hevc@1.0 at 1.000 bpe scores 82.9 (splitwire best 82.5)\n" in text
+    assert "hevc@3.0 at 3.000 bpe scores 83.4 (splitwire best 83.0; above the unsplit model's 83.0)" in text
 
 
 def test_quick_sweep_end_to_end(tmp_path):

@@ -85,6 +85,8 @@ def render(results: dict, plot_links: dict[str, str], intro: str = "") -> str:
             for x in d["lost"]:
                 best = "no splitwire point at that rate" if x["splitwire_best"] is None else \
                     f"splitwire best {x['splitwire_best']:.1f}"
+                if x.get("above_reference"):
+                    best += f"; above the unsplit model's {s['reference']:.1f}"
                 lost_notes.append(f"{s['model']} @ {s['split']}: {x['label']} at {x['bpe']:.3f} bpe scores "
                                   f"{x['score']:.1f} ({best})")
         L.append(f"| {s['model']} | {s['split']} | " + " | ".join(cells) + " |")
