@@ -231,6 +231,7 @@ def test_quick_sweep_end_to_end(tmp_path):
         assert p["bytes_per_sample"] > 0
         assert p["bpe"] == pytest.approx(8 * p["bytes_per_sample"] / p["elements"])
         assert 0 <= p["agreement"] <= 100
+        assert p["point_s"] >= p["tail_s"] >= 0   # the point's wall time includes its tail run
     f32 = [p for p in points if p["type"] == "float32"]
     assert f32 and all(p["bpe"] == pytest.approx(32.0) and p["agreement"] == 100.0 for p in f32)
     with (out / "results.csv").open() as f:

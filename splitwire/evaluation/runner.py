@@ -153,12 +153,15 @@ def run_sweep(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, log=N
                     if point["type"] == "hevc" and hevc_reason:
                         row["error"] = f"skipped: no HEVC encoder ({hevc_reason})"
                     else:
+                        t_point = time.time()
                         try:
                             row.update(_measure(point, feature, sm, base, inp.labels, ref_top1, entry.batch, cfg.workers))
                         except Exception as e:  # one broken point must not lose the sweep
                             row["error"] = f"{type(e).__name__}: {e}"
                             bar.write(f"ERROR {entry.name} {split} {point['label']}: {row['error']}\n"
                                       + traceback.format_exc(limit=3))
+                        # Wall time of the whole point (fitting, coding, tail): what a sweep line costs.
+                        row["point_s"] = time.time() - t_point
                     rows.append(row)
                     bar.update(1)
             info["seconds"] = time.time() - t0

@@ -9,7 +9,7 @@ from pathlib import Path
 
 CSV_FIELDS = ["model", "split", "feature_shape", "elements", "dataset", "metric", "inputs", "labelled", "type",
               "line", "label", "params", "bytes_per_sample", "kb_per_sample", "bpe", "top1", "agreement",
-              "top1_unsplit", "exact", "mse", "psnr_db", "encode_ms", "decode_ms", "tail_s", "error"]
+              "top1_unsplit", "exact", "mse", "psnr_db", "encode_ms", "decode_ms", "tail_s", "point_s", "error"]
 
 
 def _clean(v):
