@@ -272,6 +272,32 @@ def test_prior_2fold_codes_each_sample_with_the_prior_of_the_other_fold():
         make_codec(point, FeatureInfo((1, 6, 4, 4), 1)).prepare(feats[:1])
 
 
+@pytest.mark.parametrize("entry", [
+    {"type": "splitwire", "prior": "2fold", "bits": 3},
+    {"type": "splitwire", "transform": "dct", "block": "map", "prior": "2fold", "pca": 0.5, "step": 0.05},
+])
+def test_folds_fitted_in_forked_workers_equal_the_folds_fitted_here(entry, monkeypatch):
+    """``prepare(features, workers=2)`` fits the two folds in forked processes (sizes permitting):
+    the priors and projections that come back are the ones fitted in this process."""
+    from splitwire.evaluation import codecs as ec
+
+    rng = np.random.default_rng(2)
+    feats = np.maximum(rng.standard_normal((16, 8, 8, 8)), 0).astype(np.float32)
+    (point,) = expand_codec_entry(entry)
+    here = make_codec(point, FeatureInfo((1, 8, 8, 8), 1))
+    here.prepare(feats, workers=1)
+    monkeypatch.setattr(ec, "PARALLEL_FIT_ELEMENTS", 1)
+    forked = make_codec(point, FeatureInfo((1, 8, 8, 8), 1))
+    forked.prepare(feats, workers=2)
+    for i in (0, 1):
+        a, b = here.for_sample(i), forked.for_sample(i)
+        assert a.encode(feats[i:i + 1]) == b.encode(feats[i:i + 1])
+        if "pca" in entry:
+            np.testing.assert_array_equal(a.projection.basis, b.projection.basis)
+            a, b = a.coder, b.coder
+        assert bytes(a.prior.data) == bytes(b.prior.data)
+
+
 def test_pca_codes_each_fold_on_the_components_of_the_other_fold():
     """``pca: f``: the projection (and a ``prior: 2fold``) of each sample are fitted on the other
     fold; the blob carries ceil(f * C) channels; channels-last features project along their axis."""

@@ -69,12 +69,47 @@ class Codec:
     def decode(self, blob: bytes) -> np.ndarray:
         raise NotImplementedError
 
-    def prepare(self, features: np.ndarray) -> None:
-        """Called once with every sample of the point (N, ...) before any is coded."""
+    def prepare(self, features: np.ndarray, workers: int = 1) -> None:
+        """Called once with every sample of the point (N, ...) before any is coded; ``workers``:
+        how many processes it may fork for fitting."""
 
     def for_sample(self, index: int) -> "Codec":
         """The codec that codes sample ``index`` (a codec fitted on other samples may differ)."""
         return self
+
+
+# A fold's fit runs in a forked process only from this many feature elements on (both folds
+# together): below it, a fork (~0.1 s from the sweep's large parent) costs more than it saves.
+PARALLEL_FIT_ELEMENTS = 1 << 20
+
+_FOLD_FIT: dict = {}             # the fit function, set before the pool forks (closures do not pickle)
+
+
+def _fit_fold(fold: int):
+    from threadpoolctl import threadpool_limits
+
+    # Two fits on the two cores: one BLAS thread each. With the parent's two threads apiece they
+    # oversubscribe the cores, and the pair took as long as the two fits in a row here.
+    with threadpool_limits(1):
+        return _FOLD_FIT["fit"](fold)
+
+
+def fit_folds(fit, elements: int, workers: int) -> list:
+    """``[fit(0), fit(1)]``, the fitted state of each fold (``prior: 2fold``, ``pca``): in two forked
+    processes when ``workers`` > 1 and the features are large enough, else here. The two fits are
+    independent and deterministic, so the results are the same either way; ``fit`` must return
+    something picklable (a Prior, a Projection)."""
+    if workers <= 1 or elements < PARALLEL_FIT_ELEMENTS:
+        return [fit(0), fit(1)]
+    import multiprocessing as mp
+    from concurrent.futures import ProcessPoolExecutor
+
+    _FOLD_FIT["fit"] = fit
+    try:
+        with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
+            return list(ex.map(_fit_fold, (0, 1)))
+    finally:
+        _FOLD_FIT.clear()
 
 
 def map_block(height: int, width: int) -> int:
@@ -116,27 +151,30 @@ class SplitwireCodec(Codec):
         self.prior = None
         self._folds: tuple = ()
 
-    def prepare(self, features):
+    def prepare(self, features, workers=1):
         if not self._cross_fit:
             return
         if len(features) < 2:
             raise ValueError("prior: 2fold needs at least two samples (one per fold)")
-        folds = []
-        for fold in (0, 1):                       # fold f is coded with the prior fitted on the other one
-            coder = copy.copy(self)
-            coder.prepare_prior(np.asarray(features)[1 - fold::2])
-            folds.append(coder)
-        self._folds = tuple(folds)
+        features = np.asarray(features)
+        # Fold f is coded with the prior fitted on the other one.
+        priors = fit_folds(lambda fold: self.fit_prior(features[1 - fold::2]), features.size, workers)
+        self._folds = tuple(self.with_prior(p) for p in priors)
 
-    def prepare_prior(self, features):
-        """``prior: 2fold`` for one fold (``ProjectedCodec``): this codec's prior fitted on all of
-        ``features``, the samples of the other fold; without ``prior``, nothing."""
+    def fit_prior(self, features):
+        """``prior: 2fold`` for one fold: this codec's prior fitted on all of ``features``, the
+        samples of the other fold; without ``prior``, None."""
         if not self._cross_fit:
-            return
+            return None
         if self._move:                            # fitted on what is coded: channels first
             features = np.moveaxis(np.asarray(features), self.feature.channel_axis, 1)
-        self.prior = self._cc.fit_prior([features[i:i + 1] for i in range(len(features))], self.config,
-                                        tables=self._prior_tables)
+        return self._cc.fit_prior([features[i:i + 1] for i in range(len(features))], self.config,
+                                  tables=self._prior_tables)
+
+    def with_prior(self, prior) -> "SplitwireCodec":
+        coder = copy.copy(self)
+        coder.prior = prior
+        return coder
 
     def for_sample(self, index):
         if not self._cross_fit:
@@ -176,20 +214,20 @@ class ProjectedCodec(Codec):
         self._inner = SplitwireCodec(p, FeatureInfo(tuple(shape), feature.channel_axis))
         self._folds: tuple = ()
 
-    def prepare(self, features):
-        from ..projection import fit_projection
-
+    def prepare(self, features, workers=1):
         features = np.asarray(features)
         if len(features) < 2:
             raise ValueError("pca needs at least two samples (one per fold)")
-        folds = []
-        for fold in (0, 1):
-            other = features[1 - fold::2]
-            projection = fit_projection(other, self._components, axis=self._axis)
-            coder = copy.copy(self._inner)
-            coder.prepare_prior(projection.project(other))
-            folds.append(_ProjectedCoder(projection, coder))
-        self._folds = tuple(folds)
+        fitted = fit_folds(lambda fold: self._fit(features[1 - fold::2]), features.size, workers)
+        self._folds = tuple(_ProjectedCoder(projection, self._inner.with_prior(prior))
+                            for projection, prior in fitted)
+
+    def _fit(self, other):
+        """One fold's (projection, prior), both fitted on ``other``, the samples of the other fold."""
+        from ..projection import fit_projection
+
+        projection = fit_projection(other, self._components, axis=self._axis)
+        return projection, self._inner.fit_prior(projection.project(other))
 
     def for_sample(self, index):
         if not self._folds:

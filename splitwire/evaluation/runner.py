@@ -223,7 +223,7 @@ def _measure(point, feature, sm, base_logits, labels, ref_top1, batch, workers=1
     codec = make_codec(point, feature)
     feats = sm.features
     n = len(feats)
-    codec.prepare(feats)             # e.g. fit the priors of ``prior: 2fold`` (before the workers fork)
+    codec.prepare(feats, workers)    # e.g. fit the priors of ``prior: 2fold`` (before the workers fork)
     sizes, dec, enc_s, dec_s = _code_all(codec, feats, workers)
     dec = dec.reshape(feats.shape)
     t2 = time.perf_counter()
