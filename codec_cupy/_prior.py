@@ -201,7 +201,7 @@ _COUNT_BATCH = 1 << 22                      # symbols counted per np.bincount ca
 
 
 def fit_prior(samples, config: CodecConfig | None = None, *, tables: int = DEFAULT_TABLES,
-              prob_bits: int = DEFAULT_PROB_BITS) -> Prior:
+              prob_bits: int = DEFAULT_PROB_BITS, engine: str = "auto") -> Prior:
     """Fit a prior on ``samples`` (tensors shaped like the ones to be encoded with ``config``).
 
     Each sample is quantized exactly as ``encode(x, config, prior=...)`` will quantize it, each
@@ -211,8 +211,11 @@ def fit_prior(samples, config: CodecConfig | None = None, *, tables: int = DEFAU
     the same view can be coded. More samples than positions per table give a steadier prior; the
     returned prior is what ``encode`` and ``decode`` need (``Prior.save`` / ``Prior.load``). With
     ``transform="dct"`` the positions are a sample's DCT blocks x frequencies (FORMAT.md section 9).
+    ``engine`` quantizes the samples: a host engine ("auto": the fastest here); the engines make the
+    same symbols, so every engine fits the same prior.
     """
-    from . import _encoder, _reference
+    from . import _encoder
+    from .api import host_engine
 
     config = CodecConfig() if config is None else config
     if not isinstance(config, CodecConfig):
@@ -222,12 +225,13 @@ def fit_prior(samples, config: CodecConfig | None = None, *, tables: int = DEFAU
     if not _container.MIN_PROB_BITS <= int(prob_bits) <= _container.MAX_PROB_BITS:
         raise ConfigError(f"prob_bits={prob_bits} out of range {_container.MIN_PROB_BITS}.."
                           f"{_container.MAX_PROB_BITS}")
+    quantizer = host_engine(engine, "fit_prior")
     alphabet = 1 << config.bits
     counts = view = rows = None
     pending: list[np.ndarray] = []          # flat (position, symbol) indices not yet counted
     pending_len = 0
     for x in samples:
-        q, (_, *shape) = _encoder.prior_symbols(_reference, _encoder.as_float32(x)[0], config)
+        q, (_, *shape) = _encoder.prior_symbols(quantizer, _encoder.as_float32(x)[0], config)
         if view is None:
             view = tuple(shape)
             counts = np.zeros(view[0] * view[1] * alphabet, np.int64)

@@ -40,6 +40,14 @@ def _engine(name: str):
     return module
 
 
+def host_engine(name: str, verb: str):
+    """The host engine module ``name`` names ("auto": the fastest here) for a verb that runs on the
+    CPU only (``fit_prior``)."""
+    if name == "cuda":
+        raise ConfigError(f"{verb} runs on the CPU; choose engine 'auto' or one of {ENGINES}")
+    return _engine(name)
+
+
 def _resolve(name: str):
     if name == "auto":
         for candidate in ENGINES:

@@ -178,6 +178,15 @@ def test_fit_is_deterministic_and_saves(samples, tmp_path):
     assert "channels=6" in repr(a)
 
 
+@pytest.mark.parametrize("fields", CONFIGS + [dict(bits=6, transform="dct", block=4, frequency_weight=0.5)],
+                         ids=lambda d: ",".join(f"{k}={v}" for k, v in d.items()))
+def test_every_host_engine_fits_the_same_prior(samples, fields):
+    """fit_prior quantizes with the fastest engine by default; the engines make the same symbols."""
+    cfg = cc.CodecConfig(**fields)
+    fitted = {e: cc.fit_prior(samples[:12], cfg, engine=e).to_bytes() for e in ENGINES + ("auto",)}
+    assert len(set(fitted.values())) == 1
+
+
 def test_fit_rejects_what_it_cannot_fit(samples):
     with pytest.raises(ConfigError, match="at least one sample"):
         cc.fit_prior([], cc.CodecConfig())
@@ -189,6 +198,10 @@ def test_fit_rejects_what_it_cannot_fit(samples):
         cc.fit_prior([samples[0], samples[1][:, :3]], cc.CodecConfig())
     with pytest.raises(InputError, match="NaN"):
         cc.fit_prior([np.full((1, 2, 2), np.nan, np.float32)], cc.CodecConfig())
+    with pytest.raises(ConfigError, match="runs on the CPU"):
+        cc.fit_prior(samples, cc.CodecConfig(), engine="cuda")
+    with pytest.raises(ConfigError, match="engine='gpu' is not valid"):
+        cc.fit_prior(samples, cc.CodecConfig(), engine="gpu")
 
 
 def test_encode_checks_the_prior_fits(samples):
