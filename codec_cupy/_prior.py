@@ -229,7 +229,6 @@ def fit_prior(samples, config: CodecConfig | None = None, *, tables: int = DEFAU
     alphabet = 1 << config.bits
     counts = view = rows = None
     pending: list[np.ndarray] = []          # flat (position, symbol) indices not yet counted
-    pending_len = 0
     for x in samples:
         q, (_, *shape) = _encoder.prior_symbols(quantizer, _encoder.as_float32(x)[0], config)
         if view is None:
@@ -239,12 +238,11 @@ def fit_prior(samples, config: CodecConfig | None = None, *, tables: int = DEFAU
         elif tuple(shape) != view:
             raise InputError(f"fit_prior: every sample must have the same view; got {tuple(shape)} after {view}")
         pending.append(rows + q.reshape(-1))
-        pending_len += rows.size
         # One bincount per batch of samples, not per sample: the counts array (positions x alphabet,
         # megabytes for a DCT view at 8 bits) is then swept once per batch instead of once per sample.
-        if pending_len >= _COUNT_BATCH:
+        if len(pending) * rows.size >= _COUNT_BATCH:
             counts += np.bincount(np.concatenate(pending), minlength=counts.size)
-            pending, pending_len = [], 0
+            pending = []
     if counts is None:
         raise ConfigError("fit_prior needs at least one sample")
     if pending:

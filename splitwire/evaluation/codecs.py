@@ -39,6 +39,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .forking import fork_map
+
 __all__ = ["FeatureInfo", "Codec", "CODECS", "make_codec", "expand_codec_entry", "tile", "untile",
            "hevc_available"]
 
@@ -82,16 +84,13 @@ class Codec:
 # together): below it, a fork (~0.1 s from the sweep's large parent) costs more than it saves.
 PARALLEL_FIT_ELEMENTS = 1 << 20
 
-_FOLD_FIT: dict = {}             # the fit function, set before the pool forks (closures do not pickle)
-
-
-def _fit_fold(fold: int):
+def _fit_with_one_blas_thread(fit, fold: int):
     from threadpoolctl import threadpool_limits
 
     # Two fits on the two cores: one BLAS thread each. With the parent's two threads apiece they
     # oversubscribe the cores, and the pair took as long as the two fits in a row here.
     with threadpool_limits(1):
-        return _FOLD_FIT["fit"](fold)
+        return fit(fold)
 
 
 def fit_folds(fit, elements: int, workers: int) -> list:
@@ -101,15 +100,7 @@ def fit_folds(fit, elements: int, workers: int) -> list:
     something picklable (a Prior, a Projection)."""
     if workers <= 1 or elements < PARALLEL_FIT_ELEMENTS:
         return [fit(0), fit(1)]
-    import multiprocessing as mp
-    from concurrent.futures import ProcessPoolExecutor
-
-    _FOLD_FIT["fit"] = fit
-    try:
-        with ProcessPoolExecutor(2, mp_context=mp.get_context("fork")) as ex:
-            return list(ex.map(_fit_fold, (0, 1)))
-    finally:
-        _FOLD_FIT.clear()
+    return fork_map(lambda fold: _fit_with_one_blas_thread(fit, fold), (0, 1), 2)
 
 
 def map_block(height: int, width: int) -> int:

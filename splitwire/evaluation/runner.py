@@ -23,6 +23,7 @@ from . import metrics
 from .codecs import FeatureInfo, hevc_available, make_codec
 from .config import EvalConfig
 from .features import reference_logits, split_model, tail_logits
+from .forking import fork_map
 from .inputs import env_threads, model_inputs
 
 KB = 1024.0
@@ -178,13 +179,8 @@ def run_sweep(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, log=N
             "models": model_info, "skipped_models": skipped, "points": rows}
 
 
-# Per-point state for forked workers (set before the pool forks, inherited copy-on-write).
-_WORK: dict = {}
-
-
-def _code_range(lo: int, hi: int):
+def _code_range(codec, feats: np.ndarray, lo: int, hi: int):
     """Encode and decode samples lo..hi-1 (in a worker or inline): (sizes, decoded, enc_s, dec_s)."""
-    codec, feats = _WORK["codec"], _WORK["features"]
     sizes, out, enc, dec = [], [], 0.0, 0.0
     for i in range(lo, hi):
         coder = codec.for_sample(i)
@@ -200,23 +196,15 @@ def _code_range(lo: int, hi: int):
 
 def _code_all(codec, feats: np.ndarray, workers: int):
     n = len(feats)
-    _WORK.update(codec=codec, features=feats)
-    try:
-        if workers <= 1 or n < 2 * workers:
-            return _code_range(0, n)
-        import multiprocessing as mp
-        from concurrent.futures import ProcessPoolExecutor
-
-        # The first sample runs here: JIT compilation (Numba) then happens once, in the parent, and the
-        # forked workers inherit the compiled code instead of compiling it again each.
-        parts = [_code_range(0, 1)]
-        bounds = np.linspace(1, n, workers + 1).astype(int)
-        with ProcessPoolExecutor(workers, mp_context=mp.get_context("fork")) as ex:
-            parts += list(ex.map(_code_range, bounds[:-1].tolist(), bounds[1:].tolist()))
-        return ([s for p in parts for s in p[0]], np.concatenate([p[1] for p in parts]),
-                sum(p[2] for p in parts), sum(p[3] for p in parts))
-    finally:
-        _WORK.clear()
+    if workers <= 1 or n < 2 * workers:
+        return _code_range(codec, feats, 0, n)
+    # The first sample runs here: JIT compilation (Numba) then happens once, in the parent, and the
+    # forked workers inherit the compiled code instead of compiling it again each.
+    parts = [_code_range(codec, feats, 0, 1)]
+    bounds = np.linspace(1, n, workers + 1).astype(int).tolist()
+    parts += fork_map(lambda b: _code_range(codec, feats, *b), zip(bounds[:-1], bounds[1:]), workers)
+    return ([s for p in parts for s in p[0]], np.concatenate([p[1] for p in parts]),
+            sum(p[2] for p in parts), sum(p[3] for p in parts))
 
 
 def _measure(point, feature, sm, base_logits, labels, ref_top1, batch, workers=1) -> dict:
