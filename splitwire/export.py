@@ -105,12 +105,17 @@ def export_onnx(model: torch.nn.Module, layer: str, workdir: Path, input_shape: 
     return head_path, tail_path, point, err, tuple(want.shape[1:])
 
 
-def fit_split_projection(model: torch.nn.Module, layer: str, inputs, components: int, channel_axis: int = 1):
+def fit_split_projection(model: torch.nn.Module, layer: str, inputs, components: int, channel_axis: int = 1,
+                         weighting: str = "pca"):
     """``splitwire.projection.fit_projection`` on the features (at ``layer``) of ``inputs`` (each
     (1, *input_shape)), and its two-fold held-out top-1 agreement with the unsplit model: fitted on
     every other input, the projected model's top-1 on the others (None for fewer than two inputs).
-    Returns (projection, summary dict)."""
-    from .projection import fit_projection
+    ``weighting="fisher"``: the PCA of the channels whitened by the tail's Fisher information on the
+    same inputs (``projection.channel_fisher``; no labels needed). Returns (projection, summary dict)."""
+    from .projection import channel_fisher, fit_projection
+
+    if weighting not in ("pca", "fisher"):
+        raise ValueError(f"projection weighting {weighting!r} is not one of pca, fisher")
 
     model = model.eval()
     x = torch.from_numpy(np.concatenate([np.asarray(i, np.float32) for i in inputs]))
@@ -118,12 +123,16 @@ def fit_split_projection(model: torch.nn.Module, layer: str, inputs, components:
     with torch.no_grad():
         feats = head(x).numpy()
         top1 = model(x).argmax(1).numpy()
-    fitted = fit_projection(feats, components, axis=channel_axis)
+    def fit(f):
+        fisher = channel_fisher(tail, f, channel_axis % f.ndim) if weighting == "fisher" else None
+        return fit_projection(f, components, axis=channel_axis, fisher=fisher)
+
+    fitted = fit(feats)
     agree = None
     if len(x) >= 2:
         same = 0
         for fold in (0, 1):
-            p = fit_projection(feats[1 - fold::2], components, axis=channel_axis)
+            p = fit(feats[1 - fold::2])
             y = torch.from_numpy(p.reconstruct(p.project(feats[fold::2])))
             with torch.no_grad():
                 same += int((tail(y).argmax(1).numpy() == top1[fold::2]).sum())
@@ -176,7 +185,7 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
                  instances: int = 1, opset: int = 17, channel_axis: int = 1,
                  calibration: list[np.ndarray] | None = None, prior: list[np.ndarray] | None = None,
                  prior_tables: int = 32, projection: list[np.ndarray] | None = None,
-                 components: int | None = None) -> ExportResult:
+                 components: int | None = None, projection_weighting: str = "pca") -> ExportResult:
     """Cut ``model`` after module ``layer`` and write a Triton repository into ``out``.
 
     ``tail_backend``: ``"onnxruntime"`` (Triton's backend, as in NGC images) or
@@ -198,7 +207,9 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
     ends with it and the tail ONNX starts with the reconstruction, so the features that travel
     (and that ``calibration`` and ``prior`` see) have K channels, first ((N, K, H, W) also after a
     channels-last split such as Swin's: ``transform='dct'`` then applies). Its held-out top-1 agreement with
-    the unsplit model is published with it (``fit_split_projection``).
+    the unsplit model is published with it (``fit_split_projection``). ``projection_weighting="fisher"``
+    weights the channels by the tail's Fisher information first, so the K components and the codec's
+    error follow what the tail's output depends on rather than the features' variance.
     """
     repository.check_name(name)
     import codec_cupy as cc
@@ -219,7 +230,11 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
         raise cc.ConfigError(f"components must be an integer >= 1 (the principal components kept), got {components!r}")
     fitted_projection = projected = None
     if projection is not None:
-        fitted_projection, projected = fit_split_projection(model, layer, projection, components, channel_axis)
+        try:
+            fitted_projection, projected = fit_split_projection(model, layer, projection, components, channel_axis,
+                                                                projection_weighting)
+        except ValueError as e:
+            raise cc.ConfigError(str(e)) from None
     with tempfile.TemporaryDirectory(prefix="splitwire-export-") as tmp:
         head_path, tail_path, point, err, out_shape = export_onnx(
             model, layer, Path(tmp), tuple(input_shape), opset=opset, projection=fitted_projection)

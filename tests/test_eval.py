@@ -55,6 +55,8 @@ def test_config_expands_points():
     (_cfg(codecs=[{"type": "splitwire", "prior": "2fold", "prior_tables": 0}]), "prior_tables"),
     (_cfg(codecs=[{"type": "splitwire", "pca": 0}]), "splitwire.pca"),
     (_cfg(codecs=[{"type": "splitwire", "pca": 1.5}]), "splitwire.pca"),
+    (_cfg(codecs=[{"type": "splitwire", "projection": "fisher"}]), "goes with pca"),
+    (_cfg(codecs=[{"type": "splitwire", "pca": 0.5, "projection": "lda"}]), "splitwire.projection"),
     (_cfg(models=[{"name": "x", "photos": ["flickr"]}]), "models[0].photos"),
     (_cfg(codecs=[{"type": "bpg"}]), "unknown codec type 'bpg'"),
     (_cfg(codecs=[{"bits": 4}]), "codecs[0]: expected a mapping with a 'type'"),
@@ -234,6 +236,8 @@ def test_quick_sweep_end_to_end(tmp_path):
         assert p["point_s"] >= p["tail_s"] >= 0   # the point's wall time includes its tail run
     f32 = [p for p in points if p["type"] == "float32"]
     assert f32 and all(p["bpe"] == pytest.approx(32.0) and p["agreement"] == 100.0 for p in f32)
+    fisher = [p for p in points if "fisher-pca" in p["label"]]        # the runner hands the tail over
+    assert all(not p["error"] for p in fisher) and (fisher or not any(m["model"] == "fmnist_vgg16" for m in res["models"]))
     with (out / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(points) and rows[0]["model"] == points[0]["model"]
@@ -332,3 +336,36 @@ def test_pca_codes_each_fold_on_the_components_of_the_other_fold():
     assert cc.inspect(blob)["shape"] == [1, 8, 8, 4] and plain.for_sample(1).decode(blob).shape == (1, 8, 8, 8)
     with pytest.raises(ValueError, match="two samples"):
         make_codec(point, FeatureInfo((1, 8, 8, 8), 1)).prepare(feats[:1])
+
+
+def test_fisher_pca_fits_each_fold_with_the_tail_s_fisher_of_the_other_fold():
+    """``projection: fisher``: fold f's projection is the Fisher-weighted PCA of the other fold,
+    with the tail's Fisher on that fold, computed once per split (FoldFisher) and shared by points."""
+    torch = pytest.importorskip("torch")
+    from splitwire.evaluation.codecs import FoldFisher
+    from splitwire.projection import channel_fisher, fit_projection
+
+    entry = {"type": "splitwire", "transform": "dct", "block": "map", "prior": "2fold", "pca": 0.25,
+             "projection": "fisher", "step": [0.05, 0.07]}
+    points = expand_codec_entry(entry)
+    assert points[0]["line"] == "splitwire dct(map) fisher-pca=0.25 prior"
+    rng = np.random.default_rng(3)
+    feats = np.maximum(rng.standard_normal((20, 8, 8, 8)), 0).astype(np.float32)
+    torch.manual_seed(0)
+    tail = torch.nn.Sequential(torch.nn.Conv2d(8, 4, 3), torch.nn.Flatten(), torch.nn.Linear(4 * 36, 5)).eval()
+    with pytest.raises(ValueError, match="tail"):
+        make_codec(points[0], FeatureInfo((1, 8, 8, 8), 1))
+    fisher = FoldFisher(tail, feats, 1, batch=6)
+    codecs = [make_codec(p, FeatureInfo((1, 8, 8, 8), 1, fisher=fisher)) for p in points]
+    for c in codecs:
+        c.prepare(feats)
+    odd = channel_fisher(tail, feats[1::2])
+    np.testing.assert_allclose(fisher.of_fold(1, feats), odd, rtol=1e-6)
+    assert fisher.of_fold(1, feats) is fisher.of_fold(1, feats)                 # computed once
+    want = fit_projection(feats[1::2], 2, fisher=odd)                           # sample 0 is even
+    even = codecs[0].for_sample(0)
+    np.testing.assert_allclose(even.projection.basis, want.basis, rtol=1e-5, atol=1e-6)
+    assert even.projection.method == "fisher"
+    assert even.decode(even.encode(feats[:1])).shape == (1, 8, 8, 8)
+    with pytest.raises(ValueError, match="not the samples"):
+        fisher.of_fold(0, feats[:10])

@@ -371,6 +371,36 @@ def test_export_folds_a_channel_projection_into_the_head_and_the_tail(tiny, tmp_
     assert not any((tmp_path / n).exists() for n in ("half", "none", "bad"))
 
 
+def test_export_folds_a_fisher_weighted_projection(tiny, tmp_path):
+    """``projection_weighting="fisher"``: the head ONNX projects on the Fisher-weighted components of
+    the tail and the tail ONNX reconstructs through the inverse whitening, as splitwire.projection does."""
+    import onnxruntime as ort
+
+    import codec_cupy as cc
+    from splitwire.projection import channel_fisher, fit_projection
+
+    rng = np.random.default_rng(8)
+    inputs = [rng.standard_normal((1, *tiny.input_shape)).astype(np.float32) for _ in range(6)]
+    head, tail, point = split(tiny.module, "layer2", torch.from_numpy(inputs[0]))
+    res = export_split(tiny.module, "layer2", tmp_path, name="fp", input_shape=tiny.input_shape, bits=4,
+                       projection=inputs, components=3, projection_weighting="fisher")
+    assert (res.projection["method"], res.projection["components"]) == ("fisher", 3)
+    x = np.concatenate(inputs)
+    with torch.no_grad():
+        feats = head(torch.from_numpy(x)).numpy()
+    want = fit_projection(feats, 3, fisher=channel_fisher(tail, feats))
+    opts = ["CPUExecutionProvider"]
+    y = ort.InferenceSession(str(tmp_path / "fp_head" / "1" / "head.onnx"), providers=opts).run(None, {"input": x})[0]
+    np.testing.assert_allclose(y, want.project(feats), rtol=1e-3, atol=1e-3)
+    with torch.no_grad():
+        logits = tail(torch.from_numpy(want.reconstruct(y))).numpy()
+    t = ort.InferenceSession(str(tmp_path / "fp_tail" / "1" / "model.onnx"), providers=opts)
+    np.testing.assert_allclose(t.run(None, {"features": y})[0], logits, rtol=1e-3, atol=1e-3)
+    with pytest.raises(cc.ConfigError, match="weighting"):
+        export_split(tiny.module, "layer2", tmp_path, name="bad", input_shape=tiny.input_shape, projection=inputs,
+                     components=3, projection_weighting="lda")
+
+
 def test_a_projected_channels_last_split_sends_channels_first_and_takes_the_dct(tmp_path):
     """Swin-T's maps are channels last (N, H, W, C); its projected head emits (N, K, H, W), so the
     DCT (which codes the last two dimensions as the maps) applies where it was refused before."""
@@ -414,6 +444,12 @@ def test_cli_export_projects_on_principal_components(tmp_path):
     assert r.returncode == 0, r.stderr
     assert "projected on 2 of" in r.stdout and "held out" in r.stdout
     assert json.loads((out / "pc" / "splitwire.json").read_text())["feature_shape"][0] == 2
+    r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
+                        "--out", str(out), "--name", "pf", "--components", "2", "--project", str(images),
+                        "--projection-weighting", "fisher"], capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr
+    assert "projected on 2 of" in r.stdout and "Fisher-weighted principal components" in r.stdout
+    assert json.loads((out / "pf" / "splitwire.json").read_text())["projection"]["method"] == "fisher"
     r = subprocess.run([sys.executable, "-m", "splitwire", "export", "--model", "tiny_resnet", "--split", "layer2",
                         "--out", str(out), "--name", "pc2", "--components", "2"], capture_output=True, text=True,
                        timeout=300)

@@ -4,7 +4,7 @@ that export folds into the head and the tail."""
 import numpy as np
 import pytest
 
-from splitwire.projection import components_for, fit_projection
+from splitwire.projection import channel_fisher, components_for, fit_projection
 
 
 def _correlated(rng, n=40, channels=12, rank=3, hw=(5, 6), relu=True):
@@ -79,11 +79,12 @@ def test_mismatched_channels_are_refused():
         fit_projection([], 2)
 
 
-def test_torch_modules_match_numpy():
+@pytest.mark.parametrize("fisher", [None, np.diag(np.linspace(1, 4, 12))], ids=["pca", "fisher"])
+def test_torch_modules_match_numpy(fisher):
     torch = pytest.importorskip("torch")
     rng = np.random.default_rng(5)
     x = _correlated(rng, relu=True)
-    p = fit_projection(x, 5)
+    p = fit_projection(x, 5, fisher=fisher)
     identity = torch.nn.Identity()
     with torch.no_grad():
         y = p.head_module(identity)(torch.from_numpy(x)).numpy()
@@ -92,9 +93,64 @@ def test_torch_modules_match_numpy():
     np.testing.assert_allclose(back, p.reconstruct(p.project(x)), atol=1e-4)
     assert back.min() >= 0
     last = np.ascontiguousarray(np.moveaxis(x, 1, -1))                     # channels last (Swin)
-    q = fit_projection(last, 5, axis=3)
+    q = fit_projection(last, 5, axis=3, fisher=fisher)
     with torch.no_grad():
         y = q.head_module(identity, channels_first=True)(torch.from_numpy(last)).numpy()
         back = q.tail_module(identity, channels_first=True)(torch.from_numpy(y)).numpy()
     np.testing.assert_allclose(y, np.moveaxis(q.project(last), -1, 1), atol=1e-4)
     np.testing.assert_allclose(back, q.reconstruct(q.project(last)), atol=1e-4)
+
+
+def _quiet_signal_loud_noise(rng, n=200):
+    """Channel 0 is what a classifier reads (small variance); channels 1-3 are loud and irrelevant."""
+    x = rng.standard_normal((n, 4, 3, 3))
+    x[:, 0] *= 0.3
+    x[:, 1:] *= 3.0
+    return x.astype(np.float32)
+
+
+def test_fisher_weighting_keeps_the_component_the_tail_reads_not_the_loudest():
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(6)
+    x = _quiet_signal_loud_noise(rng)
+    torch.manual_seed(0)
+    tail = torch.nn.Sequential(torch.nn.Conv2d(4, 3, 1, bias=False), torch.nn.Flatten(), torch.nn.LazyLinear(3))
+    with torch.no_grad():
+        tail[0].weight.zero_()
+        tail[0].weight[:, 0] = torch.tensor([[[5.0]], [[-5.0]], [[2.0]]])      # only channel 0 reaches the logits
+        tail(torch.from_numpy(x[:1]))
+    fisher = channel_fisher(tail, x, batch=64)
+    assert fisher.shape == (4, 4) and fisher[0, 0] > 0
+    np.testing.assert_allclose(fisher[1:, :], 0, atol=1e-12)                 # the tail ignores channels 1-3
+    plain, weighted = fit_projection(x, 1), fit_projection(x, 1, fisher=fisher)
+    assert weighted.method == "fisher" and plain.method == "pca"
+    assert abs(plain.basis[0, 0]) < 0.1                                         # PCA keeps a loud channel
+    direction = weighted.basis[:, 0] / np.linalg.norm(weighted.basis[:, 0])
+    assert abs(direction[0]) > 0.99                                             # Fisher keeps channel 0
+    lost = [np.abs(p.reconstruct(p.project(x))[:, 0] - x[:, 0]).mean() for p in (plain, weighted)]
+    assert lost[1] < 0.02 * lost[0]                          # channel 0 survives the 1-component projection
+
+
+def test_a_full_rank_fisher_projection_reconstructs_and_inverts_its_basis():
+    rng = np.random.default_rng(7)
+    x = _correlated(rng, relu=False)
+    g = rng.standard_normal((500, 12))
+    fisher = g.T @ (g * np.linspace(0.01, 10, 12)) / 500                     # any symmetric PSD matrix
+    p = fit_projection(x, 12, fisher=(fisher + fisher.T) / 2)
+    np.testing.assert_allclose(p.inverse @ p.basis, np.eye(12), atol=1e-4)
+    np.testing.assert_allclose(p.reconstruct(p.project(x)), x, atol=1e-3)
+    # The whitening keeps the features' total variance: the codec sees values of the same size.
+    assert p.project(x).var(axis=(0, 2, 3)).sum() == pytest.approx(x.var(axis=(0, 2, 3)).sum(), rel=1e-3)
+    q = fit_projection(x, 4, fisher=fisher)
+    assert q.inverse.shape == (4, 12) and p.describe()["method"] == "fisher"
+    np.testing.assert_allclose(q.inverse @ q.basis, np.eye(4), atol=1e-4)
+
+
+def test_a_fisher_projection_refuses_a_wrong_matrix():
+    rng = np.random.default_rng(8)
+    x = _correlated(rng, relu=True)
+    for bad in (np.eye(5), np.full((12, 12), np.nan)):
+        with pytest.raises(ValueError, match="fisher"):
+            fit_projection(x, 3, fisher=bad)
+    with pytest.raises(ValueError, match="ridge"):
+        fit_projection(x, 3, fisher=np.eye(12), ridge=0.0)

@@ -18,7 +18,10 @@ Registry (``type:`` in the YAML):
   (``splitwire.projection``, the projection ``export --components`` folds into the head and the
   tail), fitted on the other fold like a prior (a prior then is fitted on that fold's projected
   features); the reconstruction is clamped at 0 where the fitted features were all >= 0. The
-  projection (C x K floats), held by both ends, is not counted in the rate either.
+  projection (C x K floats), held by both ends, is not counted in the rate either. With
+  ``projection: fisher`` it is the PCA of the channels whitened by the split's tail's Fisher
+  information (``splitwire.projection.channel_fisher``: gradients of the tail's loss at its own top-1,
+  no labels), fitted on the other fold too; the runner hands the tail over in ``FeatureInfo.fisher``.
 * ``float32`` / ``float16``: raw little-endian values.
 * ``int8``: per-tensor min-max to uint8 + 8-byte (min, max) header, then ``zstd`` (level 3) or ``lz4``
   (frame); ``entropy: none`` sends the bytes as they are.
@@ -35,7 +38,7 @@ import io
 import itertools
 import math
 import struct
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -49,6 +52,7 @@ __all__ = ["FeatureInfo", "Codec", "CODECS", "make_codec", "expand_codec_entry",
 class FeatureInfo:
     shape: tuple[int, ...]     # one sample, batch dim (1) included, e.g. (1, 112, 14, 14)
     channel_axis: int = 1
+    fisher: "FoldFisher | None" = field(default=None, compare=False)   # the split's tail, for projection: fisher
 
     @property
     def elements(self) -> int:
@@ -78,6 +82,27 @@ class Codec:
     def for_sample(self, index: int) -> "Codec":
         """The codec that codes sample ``index`` (a codec fitted on other samples may differ)."""
         return self
+
+
+class FoldFisher:
+    """The channel Fisher information of one split's tail (``projection.channel_fisher``) on each
+    fold of the split's samples, computed on first use and shared by the split's points: a point
+    with ``projection: fisher`` fits fold f's projection with the Fisher of the other fold."""
+
+    def __init__(self, tail, features: np.ndarray, channel_axis: int, batch: int = 256):
+        self._tail, self._features, self._axis, self._batch = tail, features, channel_axis, batch
+        self._folds: dict[int, np.ndarray] = {}
+
+    def of_fold(self, fold: int, features: np.ndarray) -> np.ndarray:
+        """(C, C) on ``features[fold::2]``; ``features`` must be the samples this was built with."""
+        if features is not self._features and not np.array_equal(features, self._features):
+            raise ValueError("FoldFisher: these are not the samples its tail's Fisher was built for")
+        if fold not in self._folds:
+            from ..projection import channel_fisher
+
+            self._folds[fold] = channel_fisher(self._tail, self._features[fold::2], self._axis % self._features.ndim,
+                                               self._batch)
+        return self._folds[fold]
 
 
 # A fold's fit runs in a forked process only from this many feature elements on (both folds
@@ -198,6 +223,9 @@ class ProjectedCodec(Codec):
 
         p = dict(params)
         keep = p.pop("pca")
+        self._weighting = p.pop("projection", "pca")
+        if self._weighting == "fisher" and feature.fisher is None:
+            raise ValueError("projection: fisher needs the split's tail (FeatureInfo.fisher), which the sweep provides")
         self._axis = feature.channel_axis % len(feature.shape)
         shape = list(feature.shape)
         shape[self._axis] = components_for(shape[self._axis], float(keep))
@@ -209,15 +237,20 @@ class ProjectedCodec(Codec):
         features = np.asarray(features)
         if len(features) < 2:
             raise ValueError("pca needs at least two samples (one per fold)")
-        fitted = fit_folds(lambda fold: self._fit(features[1 - fold::2]), features.size, workers)
+        # The tail's gradients run here, before fit_folds may fork (torch is not fork-safe once its
+        # thread pool runs); the fits get the other fold's matrix.
+        fishers = ([self.feature.fisher.of_fold(1 - fold, features) for fold in (0, 1)]
+                   if self._weighting == "fisher" else [None, None])
+        fitted = fit_folds(lambda fold: self._fit(features[1 - fold::2], fishers[fold]), features.size, workers)
         self._folds = tuple(_ProjectedCoder(projection, self._inner.with_prior(prior))
                             for projection, prior in fitted)
 
-    def _fit(self, other):
-        """One fold's (projection, prior), both fitted on ``other``, the samples of the other fold."""
+    def _fit(self, other, fisher):
+        """One fold's (projection, prior), both fitted on ``other``, the samples of the other fold
+        (``fisher``: the tail's Fisher information on them, for ``projection: fisher``)."""
         from ..projection import fit_projection
 
-        projection = fit_projection(other, self._components, axis=self._axis)
+        projection = fit_projection(other, self._components, axis=self._axis, fisher=fisher)
         return projection, self._inner.fit_prior(projection.project(other))
 
     def for_sample(self, index):
@@ -485,7 +518,8 @@ CODECS: dict[str, type[Codec]] = {c.type: c for c in (
 # type -> (allowed keys, sweep key that varies along a line or None, display name)
 _SCHEMA = {
     "splitwire": ({"bits", "quantizer", "granularity", "clip", "percentile", "ecsq_lambda", "sparse", "transform",
-                   "block", "step", "frequency_weight", "prior", "prior_tables", "pca"}, "bits", "splitwire"),
+                   "block", "step", "frequency_weight", "prior", "prior_tables", "pca", "projection"}, "bits",
+                  "splitwire"),
     "float32": (set(), None, "float32"),
     "float16": (set(), None, "float16"),
     "int8": ({"entropy", "level"}, None, "int8"),
@@ -498,8 +532,9 @@ _REQUIRED = {"jpeg": ("quality",), "webp": ("quality",), "hevc": ("qp",)}
 
 
 def _prior_suffix(p: dict) -> str:
-    """The line name's ending for the shared side information: `` prior``, `` pca=0.25``."""
-    s = f" pca={p['pca']:g}" if "pca" in p else ""
+    """The line name's ending for the shared side information: `` prior``, `` pca=0.25``,
+    `` fisher-pca=0.25``."""
+    s = f" {'fisher-' if p.get('projection') == 'fisher' else ''}pca={p['pca']:g}" if "pca" in p else ""
     if p.get("prior", "none") == "none":
         return s
     return s + " prior" + (f"(T={p['prior_tables']})" if "prior_tables" in p else "")
@@ -577,6 +612,11 @@ def _validate_params(typ: str, p: dict) -> None:
             raise ValueError("splitwire.prior: a prior with transform: dct needs bits >= 2")
         if isinstance(tables, bool) or not isinstance(tables, int) or not 1 <= tables <= 256:
             raise ValueError(f"splitwire.prior_tables: expected an integer in [1, 256], got {tables!r}")
+        weighting = p.pop("projection", None)
+        if weighting is not None and "pca" not in p:
+            raise ValueError("splitwire.projection: goes with pca (the fraction of components kept)")
+        if weighting not in (None, "pca", "fisher"):
+            raise ValueError(f"splitwire.projection: {weighting!r} is not one of pca, fisher")
         keep = p.pop("pca", 1.0)
         if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 < keep <= 1.0:
             raise ValueError(f"splitwire.pca: expected the fraction of channels kept, in (0, 1], got {keep!r}")

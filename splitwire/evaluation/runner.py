@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 
 from . import metrics
-from .codecs import FeatureInfo, hevc_available, make_codec
+from .codecs import FeatureInfo, FoldFisher, hevc_available, make_codec
 from .config import EvalConfig
 from .features import reference_logits, split_model, tail_logits
 from .forking import fork_map
@@ -140,7 +140,8 @@ def run_sweep(cfg: EvalConfig, out_dir: str | Path, progress: bool = True, log=N
             for split in splits:
                 sm = split_model(spec, entry.name, split, inp.x, inp.names, entry.batch, out_dir / "cache")
                 base = tail_logits(sm, sm.features, entry.batch)
-                feature = FeatureInfo(sm.sample_shape, sm.channel_axis)
+                feature = FeatureInfo(sm.sample_shape, sm.channel_axis,
+                                      fisher=FoldFisher(sm.tail, sm.features, sm.channel_axis, entry.batch))
                 info["splits"].append({"split": split, "kind": sm.kind, "feature_shape": list(sm.sample_shape[1:]),
                                        "elements": sm.elements, "split_top1": metrics.top1(base, inp.labels),
                                        "split_agreement": metrics.agreement(base, ref_top1)})
