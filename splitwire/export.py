@@ -23,6 +23,7 @@ import numpy as np
 import torch
 
 from . import repository
+from .projection import WEIGHTINGS, channel_fisher, fit_projection
 from .split import SplitPoint, split
 
 
@@ -112,10 +113,8 @@ def fit_split_projection(model: torch.nn.Module, layer: str, inputs, components:
     every other input, the projected model's top-1 on the others (None for fewer than two inputs).
     ``weighting="fisher"``: the PCA of the channels whitened by the tail's Fisher information on the
     same inputs (``projection.channel_fisher``; no labels needed). Returns (projection, summary dict)."""
-    from .projection import channel_fisher, fit_projection
-
-    if weighting not in ("pca", "fisher"):
-        raise ValueError(f"projection weighting {weighting!r} is not one of pca, fisher")
+    if weighting not in WEIGHTINGS:
+        raise ValueError(f"projection weighting {weighting!r} is not one of {', '.join(WEIGHTINGS)}")
 
     model = model.eval()
     x = torch.from_numpy(np.concatenate([np.asarray(i, np.float32) for i in inputs]))
@@ -228,13 +227,12 @@ def export_split(model: torch.nn.Module, layer: str, out: str | Path, *, name: s
         raise cc.ConfigError("a channel projection needs at least one input to fit on")
     if components is not None and (isinstance(components, bool) or not isinstance(components, int) or components < 1):
         raise cc.ConfigError(f"components must be an integer >= 1 (the principal components kept), got {components!r}")
+    if projection_weighting not in WEIGHTINGS:
+        raise cc.ConfigError(f"projection_weighting {projection_weighting!r} is not one of {', '.join(WEIGHTINGS)}")
     fitted_projection = projected = None
     if projection is not None:
-        try:
-            fitted_projection, projected = fit_split_projection(model, layer, projection, components, channel_axis,
-                                                                projection_weighting)
-        except ValueError as e:
-            raise cc.ConfigError(str(e)) from None
+        fitted_projection, projected = fit_split_projection(model, layer, projection, components, channel_axis,
+                                                            projection_weighting)
     with tempfile.TemporaryDirectory(prefix="splitwire-export-") as tmp:
         head_path, tail_path, point, err, out_shape = export_onnx(
             model, layer, Path(tmp), tuple(input_shape), opset=opset, projection=fitted_projection)

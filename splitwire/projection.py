@@ -41,7 +41,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Projection", "fit_projection", "components_for", "channel_fisher", "FISHER_RIDGE"]
+__all__ = ["Projection", "fit_projection", "components_for", "channel_fisher", "FISHER_RIDGE", "WEIGHTINGS"]
+
+# How a projection may weight the channels: by variance alone, or by the tail's Fisher information.
+WEIGHTINGS = ("pca", "fisher")
 
 # Added to the Fisher matrix, as a fraction of its mean eigenvalue: channels the tail ignored on the
 # fitting samples keep a small weight (and M an inverse). 0.01 and 0.1 gave the same curves on the
@@ -54,8 +57,8 @@ class Projection:
     """``basis``: (C, K) columns, by decreasing variance (orthonormal for ``method="pca"``);
     ``inverse``: (K, C), the reconstruction, a left inverse of ``basis`` (``basis.T`` for PCA,
     ``V.T @ M^-1`` for ``method="fisher"``); ``mean``: (C,); all float32. ``nonnegative``: the
-    reconstruction is clamped at 0 (every fitted feature was >= 0). ``energy``: the fraction of the fitted features' variance
-    (for ``fisher``: of their Fisher-weighted variance) the K components hold."""
+    reconstruction is clamped at 0 (every fitted feature was >= 0). ``energy``: the fraction of the
+    fitted features' variance (for ``fisher``: of their Fisher-weighted variance) the K components hold."""
 
     mean: np.ndarray
     basis: np.ndarray

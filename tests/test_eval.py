@@ -236,8 +236,9 @@ def test_quick_sweep_end_to_end(tmp_path):
         assert p["point_s"] >= p["tail_s"] >= 0   # the point's wall time includes its tail run
     f32 = [p for p in points if p["type"] == "float32"]
     assert f32 and all(p["bpe"] == pytest.approx(32.0) and p["agreement"] == 100.0 for p in f32)
-    fisher = [p for p in points if "fisher-pca" in p["label"]]        # the runner hands the tail over
-    assert all(not p["error"] for p in fisher) and (fisher or not any(m["model"] == "fmnist_vgg16" for m in res["models"]))
+    if any(m["model"] == "fmnist_vgg16" for m in res["models"]):      # optional: its point has the runner
+        fisher = [p for p in points if "fisher-pca" in p["label"]]     # hand the tail over
+        assert fisher and all(not p["error"] for p in fisher)
     with (out / "results.csv").open() as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == len(points) and rows[0]["model"] == points[0]["model"]

@@ -42,6 +42,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..projection import WEIGHTINGS, channel_fisher, components_for, fit_projection
 from .forking import fork_map
 
 __all__ = ["FeatureInfo", "Codec", "CODECS", "make_codec", "expand_codec_entry", "tile", "untile",
@@ -98,8 +99,6 @@ class FoldFisher:
         if features is not self._features and not np.array_equal(features, self._features):
             raise ValueError("FoldFisher: these are not the samples its tail's Fisher was built for")
         if fold not in self._folds:
-            from ..projection import channel_fisher
-
             self._folds[fold] = channel_fisher(self._tail, self._features[fold::2], self._axis % self._features.ndim,
                                                self._batch)
         return self._folds[fold]
@@ -219,8 +218,6 @@ class ProjectedCodec(Codec):
 
     def __init__(self, params, feature):
         super().__init__(params, feature)
-        from ..projection import components_for
-
         p = dict(params)
         keep = p.pop("pca")
         self._weighting = p.pop("projection", "pca")
@@ -248,8 +245,6 @@ class ProjectedCodec(Codec):
     def _fit(self, other, fisher):
         """One fold's (projection, prior), both fitted on ``other``, the samples of the other fold
         (``fisher``: the tail's Fisher information on them, for ``projection: fisher``)."""
-        from ..projection import fit_projection
-
         projection = fit_projection(other, self._components, axis=self._axis, fisher=fisher)
         return projection, self._inner.fit_prior(projection.project(other))
 
@@ -615,8 +610,8 @@ def _validate_params(typ: str, p: dict) -> None:
         weighting = p.pop("projection", None)
         if weighting is not None and "pca" not in p:
             raise ValueError("splitwire.projection: goes with pca (the fraction of components kept)")
-        if weighting not in (None, "pca", "fisher"):
-            raise ValueError(f"splitwire.projection: {weighting!r} is not one of pca, fisher")
+        if weighting is not None and weighting not in WEIGHTINGS:
+            raise ValueError(f"splitwire.projection: {weighting!r} is not one of {', '.join(WEIGHTINGS)}")
         keep = p.pop("pca", 1.0)
         if isinstance(keep, bool) or not isinstance(keep, (int, float)) or not 0.0 < keep <= 1.0:
             raise ValueError(f"splitwire.pca: expected the fraction of channels kept, in (0, 1], got {keep!r}")
